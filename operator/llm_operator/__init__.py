@@ -1,0 +1,3 @@
+"""llm-operator: reconciles LLMDeployment resources into vLLM serving on Kubernetes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Pure builders: an LLMDeployment spec in, the desired child objects out."""

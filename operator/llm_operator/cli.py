@@ -1,0 +1,137 @@
+"""The `llm-operator` command: run, render, crds and dev."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import pathlib
+import sys
+
+from llm_operator import render
+from llm_operator.api import crd
+from llm_operator.builders import common
+
+
+def _render(args: argparse.Namespace) -> int:
+    options = common.Options(gateway_image=args.gateway_image)
+    objects = []
+    failed = False
+    for path in args.filename:
+        if path == "-":
+            text, source = sys.stdin.read(), "<stdin>"
+        else:
+            try:
+                text, source = pathlib.Path(path).read_text(encoding="utf-8"), path
+            except OSError as exc:
+                print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+                failed = True
+                continue
+        try:
+            documents = render.load_documents(text, source)
+            objects += render.render_objects(
+                documents, source, options, namespace=args.namespace, owner_uid=args.owner_uid
+            )
+        except render.RenderError as exc:
+            for line in exc.lines:
+                print(line, file=sys.stderr)
+            failed = True
+    if failed:
+        return 1
+    render.dump(objects, sys.stdout)
+    return 0
+
+
+def _crds(_: argparse.Namespace) -> int:
+    sys.stdout.write(crd.render_yaml())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from llm_operator import runner  # noqa: PLC0415 - kopf is slow to import; only run needs it
+
+    config = runner.RunConfig(
+        namespaces=tuple(args.namespace or ()),
+        liveness_endpoint=args.liveness or None,
+        leader_election=args.leader_election,
+        lease_namespace=args.lease_namespace,
+        resync_seconds=args.resync_seconds,
+        gateway_image=args.gateway_image,
+        kubeconfig=args.kubeconfig,
+    )
+    try:
+        asyncio.run(runner.run(config))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from llm_operator import devcluster  # noqa: PLC0415 - only the dev command needs it
+
+    return devcluster.main(args.rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser, exposed for the docs and the tests."""
+    top = argparse.ArgumentParser(
+        prog="llm-operator", description="Serve LLMs on Kubernetes with vLLM."
+    )
+    top.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p_render = sub.add_parser("render", help="print the children of LLMDeployment files as YAML")
+    p_render.add_argument(
+        "-f", "--filename", action="append", required=True, help="file to render ('-' = stdin)"
+    )
+    p_render.add_argument("-n", "--namespace", default="default", help="namespace if unset")
+    p_render.add_argument("--owner-uid", help="add ownerReferences to this LLMDeployment UID")
+    p_render.add_argument(
+        "--gateway-image", default=common.DEFAULT_GATEWAY_IMAGE, help="gateway sidecar image"
+    )
+    p_render.set_defaults(func=_render)
+
+    p_crds = sub.add_parser("crds", help="print the LLMDeployment CRD")
+    p_crds.set_defaults(func=_crds)
+
+    p_run = sub.add_parser("run", help="run the operator")
+    p_run.add_argument(
+        "-n", "--namespace", action="append", help="watch this namespace (repeatable); default all"
+    )
+    p_run.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="liveness endpoint URL ('' to disable)",
+    )
+    p_run.add_argument(
+        "--leader-election", action=argparse.BooleanOptionalAction, default=False,
+        help="hold a Lease so only one replica is active",
+    )
+    p_run.add_argument("--lease-namespace", default="default", help="namespace of the Lease")
+    p_run.add_argument(
+        "--resync-seconds", type=float, default=30.0, help="period of the drift-undoing resync"
+    )
+    p_run.add_argument(
+        "--gateway-image", default=common.DEFAULT_GATEWAY_IMAGE, help="default gateway image"
+    )
+    p_run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
+    p_run.set_defaults(func=_run)
+
+    p_dev = sub.add_parser("dev", help="local control plane with simulated GPU nodes: up|down|status")
+    p_dev.add_argument("rest", nargs=argparse.REMAINDER, help="up, down or status and options")
+    p_dev.set_defaults(func=_dev)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `llm-operator` console script."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

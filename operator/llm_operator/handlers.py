@@ -1,0 +1,144 @@
+"""kopf handlers: every trigger funnels into one idempotent `reconcile.reconcile` pass.
+
+Triggers are create, update and resume of an LLMDeployment, any event of a
+Deployment we own (so readiness shows up in status promptly), and a periodic
+resync loop that undoes drift, such as a Service deleted by hand. The resync is a
+plain background task rather than a kopf timer, because kopf timers put a
+finalizer on every object and nothing outside the cluster needs cleaning up.
+kopf keeps its own bookkeeping in annotations under the `llmoperator.io` prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+import kopf
+
+from llm_operator import kube, reconcile
+from llm_operator.api import v1alpha1
+from llm_operator.builders import common
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Process-wide state of the running operator, set before kopf starts."""
+
+    options: common.Options = dataclasses.field(default_factory=common.Options)
+    namespaces: tuple[str, ...] = ()
+    resync_seconds: float = 30.0
+    kubeconfig: str | None = None
+    client: kube.Client | None = None
+    resync_task: asyncio.Task[None] | None = None
+
+
+RUNTIME = Runtime()
+
+
+def _client() -> kube.Client:
+    if RUNTIME.client is None:
+        RUNTIME.client = kube.Client.from_environment(RUNTIME.kubeconfig)
+    return RUNTIME.client
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """kopf settings: our annotation prefix, no kopf finalizer, quiet event posting."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=v1alpha1.API_GROUP
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=v1alpha1.API_GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{v1alpha1.API_GROUP}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.execution.max_workers = 8
+    RUNTIME.resync_task = asyncio.create_task(_resync_loop())
+
+
+@kopf.on.cleanup()
+async def stop(**_: Any) -> None:
+    """Stop the resync loop and close the API client."""
+    if RUNTIME.resync_task is not None:
+        RUNTIME.resync_task.cancel()
+        try:
+            await RUNTIME.resync_task
+        except asyncio.CancelledError:
+            pass
+        RUNTIME.resync_task = None
+    if RUNTIME.client is not None:
+        RUNTIME.client.close()
+        RUNTIME.client = None
+
+
+def _run(body: dict[str, Any], log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    try:
+        outcome = reconcile.reconcile(_client(), body, RUNTIME.options)
+    except reconcile.InvalidSpec as exc:
+        raise kopf.PermanentError(f"invalid spec: {exc}") from exc
+    if outcome.changed_status:
+        log.info(
+            "status: %s %s", outcome.status.get("phase"), outcome.status.get("ready")
+        )
+
+
+@kopf.on.resume(v1alpha1.API_GROUP, v1alpha1.API_VERSION, v1alpha1.PLURAL)
+@kopf.on.create(v1alpha1.API_GROUP, v1alpha1.API_VERSION, v1alpha1.PLURAL)
+@kopf.on.update(v1alpha1.API_GROUP, v1alpha1.API_VERSION, v1alpha1.PLURAL)
+def on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """Reconcile on create, on every spec change and when the operator starts."""
+    _run(dict(body), logger)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={common.LABEL_DEPLOYMENT: kopf.PRESENT})
+def on_deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002
+    """Refresh the owner's status when its Deployment changes (or is deleted)."""
+    refs = body.get("metadata", {}).get("ownerReferences") or []
+    for ref in refs:
+        if ref.get("kind") != v1alpha1.KIND or not ref.get("controller"):
+            continue
+        namespace = body["metadata"]["namespace"]
+        owner = _client().get_llmd(namespace, ref["name"])
+        if owner is None or owner["metadata"].get("uid") != ref.get("uid"):
+            return
+        try:
+            reconcile.reconcile(_client(), owner, RUNTIME.options)
+        except reconcile.InvalidSpec:
+            return
+
+
+async def _resync_loop() -> None:
+    """Reconcile every LLMDeployment every `resync_seconds`, forever."""
+    while True:
+        await asyncio.sleep(RUNTIME.resync_seconds)
+        try:
+            await asyncio.to_thread(resync_once)
+        except Exception:
+            logger.exception("resync pass failed; retrying in %ss", RUNTIME.resync_seconds)
+
+
+def resync_once() -> int:
+    """One resync pass over all watched namespaces; returns how many objects were visited."""
+    client = _client()
+    namespaces: tuple[str | None, ...] = RUNTIME.namespaces or (None,)
+    visited = 0
+    for namespace in namespaces:
+        for obj in client.list_llmds(namespace):
+            visited += 1
+            try:
+                reconcile.reconcile(client, obj, RUNTIME.options)
+            except reconcile.InvalidSpec:
+                continue
+            except Exception:
+                logger.exception(
+                    "resync of %s/%s failed",
+                    obj["metadata"].get("namespace"),
+                    obj["metadata"].get("name"),
+                )
+    return visited

@@ -1,0 +1,297 @@
+"""The only module that talks to the Kubernetes API server.
+
+It wraps the untyped `kubernetes` client behind a few typed calls: server-side
+apply with the `llm-operator` field manager, listing and deleting owned children,
+reading the LLMDeployment, its Deployment, Pods and the nodes' GPU capacity,
+writing status through the status subresource, posting Events, and a Lease for
+leader election. Everything is plain dicts in and out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+import kubernetes
+from kubernetes import dynamic
+from kubernetes.client import exceptions as client_exceptions
+from kubernetes.dynamic import exceptions as dynamic_exceptions
+
+from llm_operator.api import v1alpha1
+from llm_operator.builders import children, common
+
+logger = logging.getLogger(__name__)
+
+ApiError = client_exceptions.ApiException
+
+
+class KindUnavailable(Exception):
+    """The API server does not serve this kind (its CRD is not installed)."""
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def timestamp() -> str:
+    """RFC 3339 UTC time with second precision, as Kubernetes writes it."""
+    return _now().replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class Client:
+    """A connection to one API server."""
+
+    def __init__(self, api_client: Any) -> None:
+        self._api_client = api_client
+        self._dynamic = dynamic.DynamicClient(api_client)
+        self._resources: dict[tuple[str, str], Any] = {}
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None) -> Client:
+        """In-cluster credentials when running in a Pod, the kubeconfig otherwise."""
+        configuration = kubernetes.client.Configuration()
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        else:
+            kubernetes.config.load_kube_config(
+                config_file=kubeconfig or os.environ.get("KUBECONFIG"),
+                client_configuration=configuration,
+            )
+        return cls(kubernetes.client.ApiClient(configuration))
+
+    def close(self) -> None:
+        self._api_client.close()
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        if key not in self._resources:
+            try:
+                self._resources[key] = self._dynamic.resources.get(
+                    api_version=api_version, kind=kind
+                )
+            except dynamic_exceptions.ResourceNotFoundError as exc:
+                # Discovery is cached; look again next time in case the CRD was installed since.
+                self._dynamic.resources.invalidate_cache()
+                raise KindUnavailable(f"{api_version} {kind} is not served") from exc
+        return self._resources[key]
+
+    # --- children -------------------------------------------------------------------------
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply `obj` as field manager `llm-operator`, taking over conflicts."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        result = resource.server_side_apply(
+            body=obj,
+            name=obj["metadata"]["name"],
+            namespace=obj["metadata"].get("namespace"),
+            field_manager=common.FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        applied: dict[str, Any] = result.to_dict()
+        return applied
+
+    def dry_run_apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with dryRun=All: validates without persisting."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        result = resource.server_side_apply(
+            body=obj,
+            name=obj["metadata"]["name"],
+            namespace=obj["metadata"].get("namespace"),
+            field_manager=common.FIELD_MANAGER,
+            force_conflicts=True,
+            dry_run="All",
+        )
+        applied: dict[str, Any] = result.to_dict()
+        return applied
+
+    def list_owned(
+        self, kind: children.ChildKind, namespace: str, owner_name: str, owner_uid: str
+    ) -> list[dict[str, Any]]:
+        """Objects of `kind` that carry our label and are controlled by the owner."""
+        resource = self._resource(kind.api_version, kind.kind)
+        result = resource.get(
+            namespace=namespace, label_selector=f"{common.LABEL_DEPLOYMENT}={owner_name}"
+        )
+        owned = []
+        for item in result.to_dict().get("items", []):
+            refs = item.get("metadata", {}).get("ownerReferences") or []
+            if any(ref.get("uid") == owner_uid and ref.get("controller") for ref in refs):
+                owned.append(item)
+        return owned
+
+    def delete(self, kind: children.ChildKind, namespace: str, name: str) -> None:
+        """Delete one object; already gone is fine. Dependents go in the background."""
+        resource = self._resource(kind.api_version, kind.kind)
+        try:
+            resource.delete(
+                name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+            )
+        except dynamic_exceptions.NotFoundError:
+            pass
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        resource = self._resource(api_version, kind)
+        try:
+            found: dict[str, Any] = resource.get(name=name, namespace=namespace).to_dict()
+        except dynamic_exceptions.NotFoundError:
+            return None
+        return found
+
+    def list_pods(self, namespace: str, owner_name: str) -> list[dict[str, Any]]:
+        """Pods of one LLMDeployment."""
+        resource = self._resource("v1", "Pod")
+        result = resource.get(
+            namespace=namespace, label_selector=f"{common.LABEL_DEPLOYMENT}={owner_name}"
+        )
+        pods: list[dict[str, Any]] = result.to_dict().get("items", [])
+        return pods
+
+    def gpu_capacity(self, resource_name: str) -> list[int] | None:
+        """Allocatable GPUs of each node, or None when nodes cannot be listed."""
+        try:
+            nodes = self._resource("v1", "Node").get().to_dict().get("items", [])
+        except (dynamic_exceptions.ForbiddenError, KindUnavailable):
+            return None
+        capacity = []
+        for node in nodes:
+            allocatable = node.get("status", {}).get("allocatable", {}) or {}
+            try:
+                capacity.append(int(str(allocatable.get(resource_name, "0"))))
+            except ValueError:
+                capacity.append(0)
+        return capacity
+
+    # --- the LLMDeployment ----------------------------------------------------------------
+
+    def _llmd(self) -> Any:
+        return self._resource(f"{v1alpha1.API_GROUP}/{v1alpha1.API_VERSION}", v1alpha1.KIND)
+
+    def get_llmd(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(
+            f"{v1alpha1.API_GROUP}/{v1alpha1.API_VERSION}", v1alpha1.KIND, namespace, name
+        )
+
+    def list_llmds(self, namespace: str | None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (
+            self._llmd().get(namespace=namespace).to_dict().get("items", [])
+        )
+        return items
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Replace the status through the status subresource (a JSON merge patch).
+
+        `status` must be complete: keys set to None are removed.
+        """
+        self._llmd().status.patch(
+            name=name,
+            namespace=namespace,
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def post_event(
+        self, obj: dict[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        """Record a core/v1 Event on `obj`; failures are logged, never raised."""
+        meta = obj.get("metadata", {})
+        now = timestamp()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}",
+                "namespace": meta.get("namespace"),
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": common.FIELD_MANAGER},
+            "reportingComponent": common.FIELD_MANAGER,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._resource("v1", "Event").create(body=body, namespace=meta.get("namespace"))
+        except (ApiError, dynamic_exceptions.DynamicApiError) as exc:
+            logger.warning("could not post event %s on %s: %s", reason, meta.get("name"), exc)
+
+    # --- leader election -----------------------------------------------------------------
+
+    def try_acquire_lease(self, lease: LeaseSpec) -> bool:
+        """Take or renew the Lease; True when we hold it afterwards."""
+        resource = self._resource("coordination.k8s.io/v1", "Lease")
+        now = _now()
+        stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        try:
+            current = resource.get(name=lease.name, namespace=lease.namespace).to_dict()
+        except dynamic_exceptions.NotFoundError:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": lease.name, "namespace": lease.namespace},
+                "spec": {
+                    "holderIdentity": lease.identity,
+                    "leaseDurationSeconds": lease.duration_seconds,
+                    "acquireTime": stamp,
+                    "renewTime": stamp,
+                    "leaseTransitions": 0,
+                },
+            }
+            try:
+                resource.create(body=body, namespace=lease.namespace)
+            except dynamic_exceptions.ConflictError:
+                return False
+            return True
+        spec = current.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        renew = spec.get("renewTime")
+        expired = True
+        if renew:
+            renewed = datetime.datetime.fromisoformat(renew.replace("Z", "+00:00"))
+            duration = spec.get("leaseDurationSeconds") or lease.duration_seconds
+            expired = (now - renewed).total_seconds() > duration
+        if holder not in (None, "", lease.identity) and not expired:
+            return False
+        new_spec = dict(spec)
+        new_spec.update(
+            {
+                "holderIdentity": lease.identity,
+                "leaseDurationSeconds": lease.duration_seconds,
+                "renewTime": stamp,
+            }
+        )
+        if holder != lease.identity:
+            new_spec["acquireTime"] = stamp
+            new_spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+        current["spec"] = new_spec
+        try:
+            resource.replace(body=current, namespace=lease.namespace)
+        except dynamic_exceptions.ConflictError:
+            return False
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseSpec:
+    """Which Lease to hold and as whom."""
+
+    name: str
+    namespace: str
+    identity: str
+    duration_seconds: int = 15

@@ -1,0 +1,94 @@
+"""`llm-operator run`: the operator process, with optional Lease-based leader election.
+
+With leader election on, a replica waits until it holds the Lease
+`llm-operator-leader` before it starts handling objects, renews it every third of
+its duration, and exits (to be restarted as a standby) when it cannot renew, so two
+replicas can run with exactly one active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+import uuid
+
+import kopf
+
+from llm_operator import handlers, kube
+from llm_operator.builders import common
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Settings of one operator process."""
+
+    namespaces: tuple[str, ...] = ()
+    liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
+    leader_election: bool = False
+    lease_name: str = "llm-operator-leader"
+    lease_namespace: str = "default"
+    lease_seconds: int = 15
+    resync_seconds: float = 30.0
+    gateway_image: str = common.DEFAULT_GATEWAY_IMAGE
+    kubeconfig: str | None = None
+
+
+async def _hold_lease(
+    client: kube.Client, lease: kube.LeaseSpec, stop: asyncio.Event
+) -> None:
+    renew_every = max(lease.duration_seconds / 3, 1.0)
+    last_ok = asyncio.get_running_loop().time()
+    while not stop.is_set():
+        await asyncio.sleep(renew_every)
+        try:
+            held = await asyncio.to_thread(client.try_acquire_lease, lease)
+        except Exception:
+            logger.exception("lease renewal failed")
+            held = False
+        now = asyncio.get_running_loop().time()
+        if held:
+            last_ok = now
+        elif now - last_ok > lease.duration_seconds:
+            logger.error("lost the leader lease %s; stopping", lease.name)
+            stop.set()
+
+
+async def run(config: RunConfig) -> None:
+    """Run the operator until stopped (or until the lease is lost)."""
+    if config.kubeconfig:
+        os.environ["KUBECONFIG"] = config.kubeconfig
+    handlers.RUNTIME.options = common.Options(gateway_image=config.gateway_image)
+    handlers.RUNTIME.namespaces = config.namespaces
+    handlers.RUNTIME.resync_seconds = config.resync_seconds
+    handlers.RUNTIME.kubeconfig = config.kubeconfig
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    if config.leader_election:
+        client = kube.Client.from_environment(config.kubeconfig)
+        lease = kube.LeaseSpec(
+            name=config.lease_name,
+            namespace=config.lease_namespace,
+            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            duration_seconds=config.lease_seconds,
+        )
+        logger.info("waiting for the leader lease %s/%s", lease.namespace, lease.name)
+        while not await asyncio.to_thread(client.try_acquire_lease, lease):
+            await asyncio.sleep(max(config.lease_seconds / 3, 1.0))
+        logger.info("became leader as %s", lease.identity)
+        tasks.append(asyncio.create_task(_hold_lease(client, lease, stop)))
+    try:
+        await kopf.operator(
+            clusterwide=not config.namespaces,
+            namespaces=list(config.namespaces),
+            liveness_endpoint=config.liveness_endpoint,
+            standalone=True,
+            stop_flag=stop,
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
