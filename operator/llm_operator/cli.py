@@ -48,7 +48,7 @@ def _crds(_: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from llm_operator import runner  # noqa: PLC0415 - kopf is slow to import; only run needs it
+    from llm_operator import runner
 
     config = runner.RunConfig(
         namespaces=tuple(args.namespace or ()),
@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from llm_operator import devcluster  # noqa: PLC0415 - only the dev command needs it
+    from llm_operator import devcluster
 
     return devcluster.main(args.rest)
 
@@ -104,7 +104,9 @@ def parser() -> argparse.ArgumentParser:
         help="liveness endpoint URL ('' to disable)",
     )
     p_run.add_argument(
-        "--leader-election", action=argparse.BooleanOptionalAction, default=False,
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="hold a Lease so only one replica is active",
     )
     p_run.add_argument("--lease-namespace", default="default", help="namespace of the Lease")
@@ -117,7 +119,9 @@ def parser() -> argparse.ArgumentParser:
     p_run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
     p_run.set_defaults(func=_run)
 
-    p_dev = sub.add_parser("dev", help="local control plane with simulated GPU nodes: up|down|status")
+    p_dev = sub.add_parser(
+        "dev", help="local control plane with simulated GPU nodes: up|down|status"
+    )
     p_dev.add_argument("rest", nargs=argparse.REMAINDER, help="up, down or status and options")
     p_dev.set_defaults(func=_dev)
     return top

@@ -11,6 +11,7 @@ kopf keeps its own bookkeeping in annotations under the `llmoperator.io` prefix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from typing import Any
@@ -67,10 +68,8 @@ async def stop(**_: Any) -> None:
     """Stop the resync loop and close the API client."""
     if RUNTIME.resync_task is not None:
         RUNTIME.resync_task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await RUNTIME.resync_task
-        except asyncio.CancelledError:
-            pass
         RUNTIME.resync_task = None
     if RUNTIME.client is not None:
         RUNTIME.client.close()
@@ -80,12 +79,10 @@ async def stop(**_: Any) -> None:
 def _run(body: dict[str, Any], log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
     try:
         outcome = reconcile.reconcile(_client(), body, RUNTIME.options)
-    except reconcile.InvalidSpec as exc:
+    except reconcile.InvalidSpecError as exc:
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
     if outcome.changed_status:
-        log.info(
-            "status: %s %s", outcome.status.get("phase"), outcome.status.get("ready")
-        )
+        log.info("status: %s %s", outcome.status.get("phase"), outcome.status.get("ready"))
 
 
 @kopf.on.resume(v1alpha1.API_GROUP, v1alpha1.API_VERSION, v1alpha1.PLURAL)
@@ -97,7 +94,7 @@ def on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={common.LABEL_DEPLOYMENT: kopf.PRESENT})
-def on_deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002
+def on_deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     """Refresh the owner's status when its Deployment changes (or is deleted)."""
     refs = body.get("metadata", {}).get("ownerReferences") or []
     for ref in refs:
@@ -109,7 +106,7 @@ def on_deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:  #
             return
         try:
             reconcile.reconcile(_client(), owner, RUNTIME.options)
-        except reconcile.InvalidSpec:
+        except reconcile.InvalidSpecError:
             return
 
 
@@ -133,7 +130,7 @@ def resync_once() -> int:
             visited += 1
             try:
                 reconcile.reconcile(client, obj, RUNTIME.options)
-            except reconcile.InvalidSpec:
+            except reconcile.InvalidSpecError:
                 continue
             except Exception:
                 logger.exception(

@@ -9,6 +9,7 @@ leader election. Everything is plain dicts in and out.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 ApiError = client_exceptions.ApiException
 
 
-class KindUnavailable(Exception):
+class KindUnavailableError(Exception):
     """The API server does not serve this kind (its CRD is not installed)."""
 
 
@@ -77,7 +78,7 @@ class Client:
             except dynamic_exceptions.ResourceNotFoundError as exc:
                 # Discovery is cached; look again next time in case the CRD was installed since.
                 self._dynamic.resources.invalidate_cache()
-                raise KindUnavailable(f"{api_version} {kind} is not served") from exc
+                raise KindUnavailableError(f"{api_version} {kind} is not served") from exc
         return self._resources[key]
 
     # --- children -------------------------------------------------------------------------
@@ -127,12 +128,10 @@ class Client:
     def delete(self, kind: children.ChildKind, namespace: str, name: str) -> None:
         """Delete one object; already gone is fine. Dependents go in the background."""
         resource = self._resource(kind.api_version, kind.kind)
-        try:
+        with contextlib.suppress(dynamic_exceptions.NotFoundError):
             resource.delete(
                 name=name, namespace=namespace, body={"propagationPolicy": "Background"}
             )
-        except dynamic_exceptions.NotFoundError:
-            pass
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
@@ -156,7 +155,7 @@ class Client:
         """Allocatable GPUs of each node, or None when nodes cannot be listed."""
         try:
             nodes = self._resource("v1", "Node").get().to_dict().get("items", [])
-        except (dynamic_exceptions.ForbiddenError, KindUnavailable):
+        except (dynamic_exceptions.ForbiddenError, KindUnavailableError):
             return None
         capacity = []
         for node in nodes:
@@ -195,9 +194,7 @@ class Client:
             content_type="application/merge-patch+json",
         )
 
-    def post_event(
-        self, obj: dict[str, Any], event_type: str, reason: str, message: str
-    ) -> None:
+    def post_event(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """Record a core/v1 Event on `obj`; failures are logged, never raised."""
         meta = obj.get("metadata", {})
         now = timestamp()

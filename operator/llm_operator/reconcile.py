@@ -40,7 +40,7 @@ GUARDRAILS_READY = "GuardrailsReady"
 CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, SCALING_ACTIVE, GUARDRAILS_READY)
 
 
-class InvalidSpec(Exception):
+class InvalidSpecError(Exception):
     """The spec cannot be served as written; the user must change it."""
 
     def __init__(self, lines: list[str]) -> None:
@@ -92,8 +92,10 @@ def _keep_transition_times(
     out = []
     for condition in conditions:
         old = before.get(condition["type"])
-        if old is not None and old.get("status") == condition["status"] and old.get(
-            "lastTransitionTime"
+        if (
+            old is not None
+            and old.get("status") == condition["status"]
+            and old.get("lastTransitionTime")
         ):
             stamp = old["lastTransitionTime"]
         else:
@@ -138,9 +140,7 @@ def invalid_status(
         {
             "observedGeneration": generation,
             "phase": v1alpha1.Phase.FAILED.value,
-            "conditions": _keep_transition_times(
-                conditions, previous.get("conditions") or [], now
-            ),
+            "conditions": _keep_transition_times(conditions, previous.get("conditions") or [], now),
         }
     )
     return status
@@ -308,9 +308,7 @@ def compute_status(
         {
             "observedGeneration": generation,
             "phase": phase.value,
-            "conditions": _keep_transition_times(
-                conditions, previous.get("conditions") or [], now
-            ),
+            "conditions": _keep_transition_times(conditions, previous.get("conditions") or [], now),
             "replicas": replicas,
             "readyReplicas": ready,
             "desiredReplicas": desired,
@@ -333,9 +331,7 @@ def _comparable(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if v is not None}
 
 
-def write_status(
-    client: kube.Client, obj: dict[str, Any], status: dict[str, Any]
-) -> bool:
+def write_status(client: kube.Client, obj: dict[str, Any], status: dict[str, Any]) -> bool:
     """Write status if it differs from what the object carries, and post transition Events."""
     previous = obj.get("status") or {}
     if _comparable(previous) == _comparable(status):
@@ -364,7 +360,7 @@ def _autoscaled(obj: dict[str, Any]) -> int | None:
 
 
 def reconcile(client: kube.Client, obj: dict[str, Any], options: common.Options) -> Outcome:
-    """One full pass over one LLMDeployment. Raises InvalidSpec for a spec to fix."""
+    """One full pass over one LLMDeployment. Raises InvalidSpecError for a spec to fix."""
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     with _lock(namespace, name):
@@ -375,9 +371,7 @@ def reconcile(client: kube.Client, obj: dict[str, Any], options: common.Options)
         return _reconcile_locked(client, fresh, options)
 
 
-def _reconcile_locked(
-    client: kube.Client, obj: dict[str, Any], options: common.Options
-) -> Outcome:
+def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.Options) -> Outcome:
     meta = obj["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     generation = meta.get("generation")
@@ -389,7 +383,7 @@ def _reconcile_locked(
         lines = policy.error_lines(exc, prefix="spec")
         status = invalid_status(lines, generation, previous, now)
         write_status(client, obj, status)
-        raise InvalidSpec(lines) from exc
+        raise InvalidSpecError(lines) from exc
 
     desired = children.build_all(target, options)
     missing: list[str] = []
@@ -397,7 +391,7 @@ def _reconcile_locked(
     for child in desired:
         try:
             client.apply(child)
-        except kube.KindUnavailable:
+        except kube.KindUnavailableError:
             missing.append(f"{child['kind']} ({child['apiVersion']})")
             continue
         wanted.add((child["apiVersion"], child["kind"], child["metadata"]["name"]))
@@ -406,7 +400,7 @@ def _reconcile_locked(
     for kind in children.CHILD_KINDS:
         try:
             owned = client.list_owned(kind, namespace, name, uid)
-        except kube.KindUnavailable:
+        except kube.KindUnavailableError:
             continue
         for item in owned:
             key = (kind.api_version, kind.kind, item["metadata"]["name"])
@@ -425,6 +419,4 @@ def _reconcile_locked(
     )
     status = compute_status(target, options, observation, generation, previous, now)
     changed = write_status(client, obj, status)
-    return Outcome(
-        status=status, applied=len(wanted), pruned=tuple(pruned), changed_status=changed
-    )
+    return Outcome(status=status, applied=len(wanted), pruned=tuple(pruned), changed_status=changed)

@@ -38,9 +38,7 @@ class RunConfig:
     kubeconfig: str | None = None
 
 
-async def _hold_lease(
-    client: kube.Client, lease: kube.LeaseSpec, stop: asyncio.Event
-) -> None:
+async def _hold_lease(client: kube.Client, lease: kube.LeaseSpec, stop: asyncio.Event) -> None:
     renew_every = max(lease.duration_seconds / 3, 1.0)
     last_ok = asyncio.get_running_loop().time()
     while not stop.is_set():
@@ -77,8 +75,11 @@ async def run(config: RunConfig) -> None:
             duration_seconds=config.lease_seconds,
         )
         logger.info("waiting for the leader lease %s/%s", lease.namespace, lease.name)
-        while not await asyncio.to_thread(client.try_acquire_lease, lease):
-            await asyncio.sleep(max(config.lease_seconds / 3, 1.0))
+        retry = max(config.lease_seconds / 3, 1.0)
+        while True:
+            if await asyncio.to_thread(client.try_acquire_lease, lease):
+                break
+            await asyncio.sleep(retry)
         logger.info("became leader as %s", lease.identity)
         tasks.append(asyncio.create_task(_hold_lease(client, lease, stop)))
     try:

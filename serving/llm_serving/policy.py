@@ -176,7 +176,9 @@ class DenyPatternCheck(Model):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"patterns[{index}] is not a valid regular expression: {exc}") from exc
+                raise ValueError(
+                    f"patterns[{index}] is not a valid regular expression: {exc}"
+                ) from exc
         return patterns
 
 
@@ -346,9 +348,7 @@ class GuardrailPolicy(Model):
     @pydantic.model_validator(mode="after")
     def _cross_field(self) -> GuardrailPolicy:
         if self.api_keys.enabled and not self.api_keys.secret_name:
-            raise FieldError(
-                "apiKeys.secretName", "is required when apiKeys.enabled is true"
-            )
+            raise FieldError("apiKeys.secretName", "is required when apiKeys.enabled is true")
         if self.input.judge.enabled and not self.input.judge.url:
             raise FieldError("input.judge.url", "is required when input.judge.enabled is true")
         if self.cache.embedder is EmbedderKind.OPENAI and not self.cache.embedder_url:

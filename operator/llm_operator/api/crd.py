@@ -97,7 +97,7 @@ def _add_factory_defaults(schema: dict[str, Any], model: type[pydantic.BaseModel
             ):
                 prop["default"] = {}
             continue
-        if field.default_factory is not None and "default" not in prop:
+        if field.default_factory is not None and "default" not in prop and annotation:
             value = field.default_factory()  # type: ignore[call-arg]
             adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(annotation)
             prop["default"] = adapter.dump_python(

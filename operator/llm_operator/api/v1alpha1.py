@@ -140,9 +140,7 @@ class AutoscalingProvider(enum.StrEnum):
 class SecretKeyRef(Model):
     """A key in a Secret in the LLMDeployment's namespace."""
 
-    name: str = pydantic.Field(
-        description="Name of the Secret.", min_length=1, max_length=253
-    )
+    name: str = pydantic.Field(description="Name of the Secret.", min_length=1, max_length=253)
     key: str = pydantic.Field(
         "token", description="Key in the Secret holding the value.", min_length=1
     )
@@ -311,7 +309,11 @@ class Toleration(Model):
 
 
 def _default_tolerations() -> list[Toleration]:
-    return [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+    return [
+        Toleration.model_validate(
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        )
+    ]
 
 
 class Scheduling(Model):
@@ -394,9 +396,7 @@ class Autoscaling(Model):
     @pydantic.model_validator(mode="after")
     def _cross_field(self) -> Autoscaling:
         if self.min_replicas > self.max_replicas:
-            raise policy.FieldError(
-                "minReplicas", "must be less than or equal to maxReplicas"
-            )
+            raise policy.FieldError("minReplicas", "must be less than or equal to maxReplicas")
         if self.min_replicas < 1 and self.provider is not AutoscalingProvider.KEDA:
             raise policy.FieldError("minReplicas", "0 (scale to zero) needs provider keda")
         if self.provider is not AutoscalingProvider.BUILTIN and not self.prometheus_url:
@@ -413,7 +413,9 @@ class GatewaySettings(Model):
     cpu: Quantity = pydantic.Field("1", description="CPU request and limit of the sidecar.")
     memory: Quantity = pydantic.Field("1Gi", description="Memory request and limit of the sidecar.")
     log_level: str = pydantic.Field(
-        "info", description="debug, info, warning or error.", pattern=r"^(debug|info|warning|error)$"
+        "info",
+        description="debug, info, warning or error.",
+        pattern=r"^(debug|info|warning|error)$",
     )
 
 
@@ -585,8 +587,9 @@ class ConditionStatus(enum.StrEnum):
 class Condition(Model):
     """A Kubernetes-style condition."""
 
-    type: str = pydantic.Field(description="Ready, Progressing, Degraded, ScalingActive or "
-                               "GuardrailsReady.")
+    type: str = pydantic.Field(
+        description="Ready, Progressing, Degraded, ScalingActive or GuardrailsReady."
+    )
     status: ConditionStatus = pydantic.Field(description="True, False or Unknown.")
     reason: str = pydantic.Field("", description="CamelCase reason for the last transition.")
     message: str = pydantic.Field("", description="Human-readable details.")
@@ -616,8 +619,8 @@ class LLMDeploymentStatus(Model):
     )
     phase: Phase | None = pydantic.Field(None, description="Summary of the conditions.")
     conditions: list[Condition] = pydantic.Field(
-        default_factory=list, description="Ready, Progressing, Degraded, ScalingActive, "
-        "GuardrailsReady."
+        default_factory=list,
+        description="Ready, Progressing, Degraded, ScalingActive, GuardrailsReady.",
     )
     replicas: int | None = pydantic.Field(None, description="Pods of the current Deployment.")
     ready_replicas: int | None = pydantic.Field(None, description="Pods ready to serve.")

@@ -19,9 +19,7 @@ def _behavior(target: common.Target) -> dict[str, Any]:
     autoscaling = target.spec.autoscaling
     return {
         "scaleUp": {"stabilizationWindowSeconds": autoscaling.scale_up_stabilization_seconds},
-        "scaleDown": {
-            "stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds
-        },
+        "scaleDown": {"stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds},
     }
 
 

@@ -89,9 +89,7 @@ def build_all(target: common.Target, options: common.Options) -> list[dict[str, 
     return [obj for obj in candidates if obj is not None]
 
 
-def target_from_object(
-    obj: dict[str, Any], autoscaled: int | None = None
-) -> common.Target:
+def target_from_object(obj: dict[str, Any], autoscaled: int | None = None) -> common.Target:
     """Parse an LLMDeployment object (as a dict) into a build target.
 
     Raises pydantic.ValidationError for an invalid spec.

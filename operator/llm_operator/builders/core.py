@@ -1,4 +1,4 @@
-"""Service, ServiceAccount, PodDisruptionBudget, model-cache claim and guardrail policy ConfigMap."""
+"""Service, ServiceAccount, PodDisruptionBudget, model-cache claim, guardrail policy ConfigMap."""
 
 from __future__ import annotations
 

@@ -161,8 +161,8 @@ def engine_container(target: common.Target) -> dict[str, Any]:
     res = spec.resources
     gpu = {res.gpu_resource_name: str(res.gpus)}
     port_name = "engine" if target.gateway_enabled else "http"
-    mounts = [
-        {"name": "dshm", "mountPath": "/dev/shm"},
+    mounts: list[dict[str, Any]] = [
+        {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 - a memory emptyDir
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
         {"name": "model-cache", "mountPath": common.MODEL_CACHE_DIR},
     ]

@@ -56,7 +56,8 @@ def test_minimal_children() -> None:
         assert meta["labels"][common.LABEL_DEPLOYMENT] == "m"
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "llm-operator"
         (ref,) = meta["ownerReferences"]
-        assert ref["uid"] == "uid-1" and ref["controller"] is True
+        assert ref["uid"] == "uid-1"
+        assert ref["controller"] is True
         assert ref["apiVersion"] == "llmoperator.io/v1alpha1"
 
 
@@ -96,7 +97,8 @@ def test_engine_args_from_spec() -> None:
 
 def test_no_quantization_flags_when_none() -> None:
     args = deployment.engine_args(target(BASE))
-    assert "--quantization" not in args and "--kv-cache-dtype" not in args
+    assert "--quantization" not in args
+    assert "--kv-cache-dtype" not in args
     assert args[args.index("--served-model-name") + 1] == "m"
 
 
@@ -112,12 +114,20 @@ def test_model_sources(uri: str, model_args: list[str]) -> None:
     assert deployment.model_args(t) == model_args
     if uri.startswith("pvc://"):
         volumes = deployment.build(t, common.Options())["spec"]["template"]["spec"]["volumes"]
-        assert {"name": "model", "persistentVolumeClaim": {"claimName": "weights", "readOnly": True}} in volumes
+        assert {
+            "name": "model",
+            "persistentVolumeClaim": {"claimName": "weights", "readOnly": True},
+        } in volumes
 
 
 def test_gpu_resources_node_selector_and_tolerations() -> None:
-    t = target({**BASE, "resources": {"gpus": 2, "gpuType": "NVIDIA-A100-SXM4-80GB"},
-                "engine": {"tensorParallelSize": 2}})
+    t = target(
+        {
+            **BASE,
+            "resources": {"gpus": 2, "gpuType": "NVIDIA-A100-SXM4-80GB"},
+            "engine": {"tensorParallelSize": 2},
+        }
+    )
     dep = deployment.build(t, common.Options())
     pod = dep["spec"]["template"]["spec"]
     engine = containers(dep)["vllm"]
@@ -145,9 +155,10 @@ def test_guardrails_on_adds_sidecar_policy_and_loopback() -> None:
     assert args[args.index("--host") + 1] == "127.0.0.1"
     # Kubelet cannot reach loopback: the engine's probes run inside the container.
     assert "exec" in cs["vllm"]["startupProbe"]
-    assert cs["vllm"]["startupProbe"]["failureThreshold"] * cs["vllm"]["startupProbe"][
-        "periodSeconds"
-    ] >= 600
+    assert (
+        cs["vllm"]["startupProbe"]["failureThreshold"] * cs["vllm"]["startupProbe"]["periodSeconds"]
+        >= 600
+    )
     assert cs["gateway"]["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert cs["gateway"]["ports"][0]["name"] == "http"
     assert cs["vllm"]["ports"][0]["name"] == "engine"
@@ -188,20 +199,27 @@ def test_restricted_security_context() -> None:
 def test_token_secret_becomes_hf_token() -> None:
     t = target({"model": {"uri": "hf://org/m", "tokenSecretRef": {"name": "hf"}}})
     env = containers(deployment.build(t, common.Options()))["vllm"]["env"]
-    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in env
+    assert {
+        "name": "HF_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}},
+    } in env
 
 
 def test_model_cache_claim_created_or_reused() -> None:
-    created = by_kind(children.build_all(
-        target({**BASE, "modelCache": {"enabled": True, "size": "50Gi"}}), common.Options()
-    ))
+    created = by_kind(
+        children.build_all(
+            target({**BASE, "modelCache": {"enabled": True, "size": "50Gi"}}), common.Options()
+        )
+    )
     claim = created["PersistentVolumeClaim"]
     assert claim["metadata"]["name"] == "m-model-cache"
     assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
-    reused = by_kind(children.build_all(
-        target({**BASE, "modelCache": {"enabled": True, "existingClaim": "shared"}}),
-        common.Options(),
-    ))
+    reused = by_kind(
+        children.build_all(
+            target({**BASE, "modelCache": {"enabled": True, "existingClaim": "shared"}}),
+            common.Options(),
+        )
+    )
     assert "PersistentVolumeClaim" not in reused
     volumes = reused["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "shared"}} in volumes
@@ -222,9 +240,10 @@ def test_replicas_writer() -> None:
     assert "replicas" not in objects["Deployment"]["spec"]
     scaled = objects["ScaledObject"]["spec"]
     assert scaled["scaleTargetRef"]["name"] == "m"
-    assert 'vllm:num_requests_waiting{namespace="ns",llmoperator_io_deployment="m"}' in scaled[
-        "triggers"
-    ][0]["metadata"]["query"]
+    assert (
+        'vllm:num_requests_waiting{namespace="ns",llmoperator_io_deployment="m"}'
+        in scaled["triggers"][0]["metadata"]["query"]
+    )
 
 
 def test_hpa_provider() -> None:
@@ -240,7 +259,8 @@ def test_hpa_provider() -> None:
 def test_pdb_settings() -> None:
     assert core.pod_disruption_budget(target(BASE))["spec"]["maxUnavailable"] == 1  # type: ignore[index]
     pdb = core.pod_disruption_budget(target({**BASE, "disruption": {"minAvailable": "50%"}}))
-    assert pdb is not None and pdb["spec"]["minAvailable"] == "50%"
+    assert pdb is not None
+    assert pdb["spec"]["minAvailable"] == "50%"
     assert core.pod_disruption_budget(target({**BASE, "disruption": {"enabled": False}})) is None
 
 

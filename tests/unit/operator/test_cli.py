@@ -28,12 +28,15 @@ def test_render_prints_children(example: pathlib.Path) -> None:
     assert result.returncode == 0, result.stderr
     objects = list(yaml.safe_load_all(result.stdout))
     kinds = [o["kind"] for o in objects]
-    assert "Deployment" in kinds and "Service" in kinds
+    assert "Deployment" in kinds
+    assert "Service" in kinds
     assert all("ownerReferences" not in o["metadata"] for o in objects)
 
 
 def test_render_owner_uid_adds_references() -> None:
-    result = run("render", "-f", str(conftest.ROOT / "examples" / "minimal.yaml"), "--owner-uid", "abc")
+    result = run(
+        "render", "-f", str(conftest.ROOT / "examples" / "minimal.yaml"), "--owner-uid", "abc"
+    )
     assert result.returncode == 0
     for obj in yaml.safe_load_all(result.stdout):
         assert obj["metadata"]["ownerReferences"][0]["uid"] == "abc"
@@ -69,11 +72,14 @@ spec:
 
 def test_render_refuses_other_kinds_and_bad_yaml() -> None:
     wrong = run("render", "-f", "-", stdin="apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")
-    assert wrong.returncode == 1 and "kind: must be LLMDeployment" in wrong.stderr
+    assert wrong.returncode == 1
+    assert "kind: must be LLMDeployment" in wrong.stderr
     broken = run("render", "-f", "-", stdin="spec: [unclosed")
-    assert broken.returncode == 1 and "not valid YAML" in broken.stderr
+    assert broken.returncode == 1
+    assert "not valid YAML" in broken.stderr
     missing = run("render", "-f", "/nonexistent.yaml")
-    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    assert missing.returncode == 1
+    assert "cannot read" in missing.stderr
 
 
 def test_crds_command_prints_the_committed_crd() -> None:

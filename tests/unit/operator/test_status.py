@@ -84,7 +84,8 @@ def test_more_gpus_than_any_node_names_the_shortfall() -> None:
     status = _status(spec, _deployment(0, 0, 2), capacity=[8, 8])
     ready = _cond(status, "Ready")
     assert ready["reason"] == "InsufficientGPU"
-    assert "needs 12 nvidia.com/gpu" in ready["message"] and "short by 4" in ready["message"]
+    assert "needs 12 nvidia.com/gpu" in ready["message"]
+    assert "short by 4" in ready["message"]
     assert status["phase"] == "Pending"
 
 
@@ -151,5 +152,5 @@ def test_missing_crds_degrade() -> None:
 def test_invalid_status() -> None:
     status = reconcile.invalid_status(["spec.x: bad"], 4, {}, NOW)
     assert status["phase"] == "Failed"
-    assert _cond(status, "Ready") ["reason"] == "InvalidSpec"
+    assert _cond(status, "Ready")["reason"] == "InvalidSpec"
     assert _cond(status, "Ready")["message"] == "spec.x: bad"
