@@ -40,6 +40,10 @@ crds: install ## regenerate the CRD (crds/ and the chart's copy) from the pydant
 	$(BIN)/llm-operator crds > crds/llmoperator.io_llmdeployments.yaml
 	@if [ -d charts/llm-operator/crds ]; then cp crds/llmoperator.io_llmdeployments.yaml charts/llm-operator/crds/; fi
 
+.PHONY: docs
+docs: install ## regenerate docs/api-reference.md from the pydantic models
+	$(BIN)/python -c "from llm_operator.api import reference; print(reference.markdown(), end='')" > docs/api-reference.md
+
 .PHONY: golden
 golden: install ## rewrite the golden files of the builders from the examples
 	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/operator/test_golden.py

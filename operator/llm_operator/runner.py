@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import socket
+import threading
 import uuid
 
 import kopf
@@ -38,7 +39,7 @@ class RunConfig:
     kubeconfig: str | None = None
 
 
-async def _hold_lease(client: kube.Client, lease: kube.LeaseSpec, stop: asyncio.Event) -> None:
+async def _hold_lease(client: kube.Client, lease: kube.LeaseSpec, stop: threading.Event) -> None:
     renew_every = max(lease.duration_seconds / 3, 1.0)
     last_ok = asyncio.get_running_loop().time()
     while not stop.is_set():
@@ -56,15 +57,22 @@ async def _hold_lease(client: kube.Client, lease: kube.LeaseSpec, stop: asyncio.
             stop.set()
 
 
-async def run(config: RunConfig) -> None:
-    """Run the operator until stopped (or until the lease is lost)."""
+async def run(
+    config: RunConfig,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+) -> None:
+    """Run the operator until `stop_flag` is set (or until the lease is lost).
+
+    `ready_flag` is set once kopf has started its watches.
+    """
     if config.kubeconfig:
         os.environ["KUBECONFIG"] = config.kubeconfig
     handlers.RUNTIME.options = common.Options(gateway_image=config.gateway_image)
     handlers.RUNTIME.namespaces = config.namespaces
     handlers.RUNTIME.resync_seconds = config.resync_seconds
     handlers.RUNTIME.kubeconfig = config.kubeconfig
-    stop = asyncio.Event()
+    stop = stop_flag or threading.Event()
     tasks: list[asyncio.Task[None]] = []
     if config.leader_election:
         client = kube.Client.from_environment(config.kubeconfig)
@@ -89,6 +97,7 @@ async def run(config: RunConfig) -> None:
             liveness_endpoint=config.liveness_endpoint,
             standalone=True,
             stop_flag=stop,
+            ready_flag=ready_flag,
         )
     finally:
         for task in tasks:

@@ -310,16 +310,19 @@ class GuardrailPolicy(Model):
                     "rule": "!has(self.apiKeys) || !self.apiKeys.enabled || "
                     "size(self.apiKeys.secretName) > 0",
                     "message": "apiKeys.secretName is required when apiKeys.enabled is true",
+                    "fieldPath": ".apiKeys.secretName",
                 },
                 {
                     "rule": "!has(self.input) || !has(self.input.judge) || "
                     "!self.input.judge.enabled || size(self.input.judge.url) > 0",
                     "message": "input.judge.url is required when input.judge.enabled is true",
+                    "fieldPath": ".input.judge.url",
                 },
                 {
                     "rule": "!has(self.cache) || self.cache.embedder != 'openai' || "
                     "size(self.cache.embedderUrl) > 0",
                     "message": "cache.embedderUrl is required when cache.embedder is openai",
+                    "fieldPath": ".cache.embedderUrl",
                 },
             ]
         }

@@ -466,6 +466,7 @@ class Disruption(Model):
                 {
                     "rule": "!(has(self.minAvailable) && has(self.maxUnavailable))",
                     "message": "set at most one of minAvailable and maxUnavailable",
+                    "fieldPath": ".minAvailable",
                 }
             ]
         }

@@ -113,3 +113,12 @@ def test_defaults_reach_the_schema() -> None:
     assert spec["resources"]["properties"]["gpus"]["default"] == 1
     tolerations = spec["scheduling"]["properties"]["tolerations"]["default"]
     assert tolerations == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_committed_reference_matches_the_models() -> None:
+    from llm_operator.api import reference
+
+    page = conftest.ROOT / "docs" / "api-reference.md"
+    assert page.read_text(encoding="utf-8") == reference.markdown(), (
+        "docs/api-reference.md is stale: run `make docs` and commit the result"
+    )
