@@ -46,6 +46,21 @@ def _client() -> kube.Client:
     return RUNTIME.client
 
 
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Credentials for kopf's own API calls: the same source as our client's."""
+    creds = kube.credentials(RUNTIME.kubeconfig)
+    return kopf.ConnectionInfo(
+        server=creds.server,
+        ca_path=creds.ca_path,
+        insecure=creds.insecure,
+        scheme=creds.scheme,
+        token=creds.token,
+        certificate_path=creds.certificate_path,
+        private_key_path=creds.private_key_path,
+    )
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """kopf settings: our annotation prefix, no kopf finalizer, quiet event posting."""

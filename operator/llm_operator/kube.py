@@ -44,6 +44,51 @@ def timestamp() -> str:
     return _now().replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """How to reach and authenticate to the API server (files may be temporary copies)."""
+
+    server: str
+    ca_path: str | None
+    insecure: bool
+    token: str | None
+    scheme: str | None
+    certificate_path: str | None
+    private_key_path: str | None
+
+
+def _configuration(kubeconfig: str | None) -> Any:
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    else:
+        # The kubernetes package reads $KUBECONFIG once, at import: read it again here.
+        kubernetes.config.load_kube_config(
+            config_file=kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config",
+            client_configuration=configuration,
+        )
+    return configuration
+
+
+def credentials(kubeconfig: str | None = None) -> Credentials:
+    """In-cluster credentials in a Pod, the kubeconfig's current context otherwise."""
+    configuration = _configuration(kubeconfig)
+    header = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0] if parts else None)
+    return Credentials(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        token=token,
+        scheme=scheme,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
 class Client:
     """A connection to one API server."""
 
@@ -55,15 +100,7 @@ class Client:
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> Client:
         """In-cluster credentials when running in a Pod, the kubeconfig otherwise."""
-        configuration = kubernetes.client.Configuration()
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
-        else:
-            kubernetes.config.load_kube_config(
-                config_file=kubeconfig or os.environ.get("KUBECONFIG"),
-                client_configuration=configuration,
-            )
-        return cls(kubernetes.client.ApiClient(configuration))
+        return cls(kubernetes.client.ApiClient(_configuration(kubeconfig)))
 
     def close(self) -> None:
         self._api_client.close()
