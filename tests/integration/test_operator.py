@@ -173,6 +173,13 @@ def test_example_becomes_ready_on_gpu_nodes(
     assert {"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"} <= kinds
     assert ("ConfigMap" in kinds) == bool(doc["spec"].get("guardrails", {}).get("enabled"))
 
+    reasons = {
+        e.reason
+        for e in plane.core.list_namespaced_event(namespace).items
+        if e.involved_object.kind == "LLMDeployment" and e.involved_object.name == name
+    }
+    assert "AllReplicasReady" in reasons, reasons
+
     gpus = int((doc["spec"].get("resources") or {}).get("gpus", 1))
     running = [p for p in pods(plane, namespace, name) if p.status.phase == "Running"]
     assert len(running) == status["readyReplicas"]
