@@ -1,0 +1,530 @@
+"""Offline prompt-injection and jailbreak detection: weighted rules plus corpus similarity.
+
+A prompt is first normalised against obfuscation (Unicode compatibility forms,
+accents, zero-width characters, Cyrillic look-alikes inside Latin words, leetspeak
+digits, hyphens and underscores inside words, letters spaced out one by one), and
+payloads it carries are decoded and appended (base64 and hex blobs, %-escapes, HTML
+entities, ROT13 when the prompt mentions it, the reversed text when it asks for
+reversal). Then two scorers run:
+
+* **Rules** (`rules`): 88 precompiled regular expressions in ten families
+  (instruction override, role-play personas, system prompt extraction, fake
+  delimiters, encoded payloads, indirect injection, exfiltration, safety bypass,
+  other languages, weak signals), each with a weight. A rule is tried only on the
+  sentences that contain a word from each of its trigger groups, so a benign prompt
+  pays for a few set operations rather than eighty regex scans. Fired rules combine
+  as a noisy-OR, so several weak signals add up.
+* **Similarity**: TF-IDF cosine similarity of word unigrams and bigrams to a corpus
+  of attack exemplars shipped as package data (``data/injection_corpus.json``), over
+  windows of 32 words (stride 16) so an attack buried in a long document is not
+  diluted. IDF weights come from the attacks plus a background set of ordinary
+  prompts. The best cosine is mapped linearly from [0.35, 0.75] onto [0, 1]: 0.35 is
+  above the highest cosine any background prompt reaches, and leave-one-out attack
+  exemplars reach a median of about 0.12, so this is a paraphrase net for close
+  variants of known attacks, not the main detector.
+
+The final score is ``1 - (1 - rules) * (1 - similarity)`` in 0..1, compared by the
+caller with the policy threshold (0.5 by default). Everything is compiled at
+construction; scoring a benign 1 KB prompt takes about 0.15 ms on one core, and the
+cost grows linearly with the text (about 1 ms per 1-3 KB in the worst case).
+Nothing here logs or stores prompt text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import dataclasses
+import functools
+import html
+import importlib.resources
+import itertools
+import json
+import math
+import re
+import unicodedata
+import urllib.parse
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+from llm_serving.guardrails import rules
+
+# --------------------------------------------------------------------------- normalisation
+
+_INVISIBLE_AND_QUOTES: dict[int, str | None] = {
+    **dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064"), None),
+    **dict.fromkeys(map(ord, "\ufeff\u00ad\u180e\u034f\u115f\u1160\u3164"), None),
+    **dict.fromkeys(map(ord, "\u2018\u2019\u201a\u201b\u2032\u02bc`\u00b4"), "'"),
+    **dict.fromkeys(map(ord, "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"), '"'),
+    **dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"), "-"),
+}
+# Cyrillic and Greek letters that look like Latin ones; applied only to words that mix
+# scripts, so Russian or Greek text itself is left alone.
+_CONFUSABLES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u04cf\u0501\u051b\u051d"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0406\u0408\u0405"
+    "\u03bf\u03b1\u03b5\u03b9\u03ba\u03bd\u03c1\u03c4\u03c5\u03c7\u039f\u0391\u0392\u0395"
+    "\u0397\u0399\u039a\u039c\u039d\u03a1\u03a4\u03a5\u03a7\u0396",
+    "aeopcyxijsldqwABEKMHOPCTXIJSoaeiknptuxOABEHIKMNPTYXZ",
+)
+_MIXED_WORD = re.compile(
+    r"\w*(?:[a-zA-Z][\u0370-\u03ff\u0400-\u04ff]|[\u0370-\u03ff\u0400-\u04ff][a-zA-Z])\w*"
+)
+_COMBINING = re.compile(r"(?<=[A-Za-z])[\u0300-\u036f]+")
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "$": "s", "_": " "}
+)
+_INTRAWORD_HYPHEN = re.compile(r"-(?<=[a-z]-)(?=[a-z])")
+_SPACED_HINT = re.compile(r"[ .\-*][a-z][ .\-*][a-z][ .\-*]")
+_SPACED_LETTERS = re.compile(r"[a-z](?<![a-z][a-z])(?:[ .\-*][a-z](?![a-z])){2,}")
+_WORD = re.compile(r"\w+")
+
+
+def _collapse(match: re.Match[str]) -> str:
+    return match.group()[::2]
+
+
+def normalize(text: str) -> str:
+    """Lower-case ASCII-folded text with common obfuscations undone (see module docstring)."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE_AND_QUOTES)
+        if not text.isascii():
+            decomposed = unicodedata.normalize("NFKD", text)
+            if _COMBINING.search(decomposed):
+                text = unicodedata.normalize("NFC", _COMBINING.sub("", decomposed))
+            if _MIXED_WORD.search(text):
+                text = _MIXED_WORD.sub(lambda m: m.group().translate(_CONFUSABLES), text)
+    text = text.lower().translate(_LEET)
+    if "-" in text:
+        text = _INTRAWORD_HYPHEN.sub("", text)
+    if _SPACED_HINT.search(text):
+        text = _SPACED_LETTERS.sub(_collapse, text)
+    return text
+
+
+_BASE64_BLOB = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+_HEX_BLOB = re.compile(r"(?:[0-9a-fA-F]{2}){10,}")
+_PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
+_MAX_BLOBS = 8
+_MAX_BLOB_CHARS = 8192
+
+
+def _printable_text(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if " " not in text:
+        return None
+    printable = sum(ch.isprintable() or ch in "\n\t" for ch in text)
+    return text if printable >= 0.9 * len(text) else None
+
+
+def decoded_views(text: str, lowered: str, longest_word: int) -> list[str]:
+    """Texts hidden in `text`: decoded base64/hex blobs, %-escapes, entities, ROT13, reversal."""
+    views: list[str] = []
+    if longest_word >= 16:
+        for count, match in enumerate(_BASE64_BLOB.finditer(text)):
+            if count >= _MAX_BLOBS:
+                break
+            blob = match.group()[:_MAX_BLOB_CHARS]
+            if blob.isalpha() and (blob.islower() or blob.isupper()):
+                continue  # a long plain word, not base64
+            try:
+                raw = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            decoded = _printable_text(raw)
+            if decoded:
+                views.append(decoded)
+    if longest_word >= 20:
+        for count, match in enumerate(_HEX_BLOB.finditer(text)):
+            if count >= _MAX_BLOBS:
+                break
+            decoded = _printable_text(bytes.fromhex(match.group()[:_MAX_BLOB_CHARS]))
+            if decoded:
+                views.append(decoded)
+    if "%" in text and _PERCENT.search(text):
+        views.append(urllib.parse.unquote(text))
+    if "&" in text and ";" in text:
+        unescaped = html.unescape(text)
+        if unescaped != text:
+            views.append(unescaped)
+    if "rot13" in lowered or "rot-13" in lowered or "rot 13" in lowered:
+        views.append(codecs.encode(text, "rot13"))
+    if "revers" in lowered or "backward" in lowered:
+        views.append(text[::-1])
+    return views
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """Result of one prompt: score in 0..1, rule names that fired, best corpus cosine."""
+
+    score: float
+    rules: tuple[str, ...]
+    similarity: float
+
+
+_SENTENCE_MARK = "\x00"
+_SPACED_MARK = " \x00 "
+
+
+def _mark_sentences(text: str) -> str:
+    """Replace sentence boundaries (line breaks; ``.``, ``!``, ``?`` before a space) by a marker."""
+    if _SENTENCE_MARK in text:
+        text = text.replace(_SENTENCE_MARK, " ")
+    return (
+        text.replace(". ", _SPACED_MARK)
+        .replace("? ", _SPACED_MARK)
+        .replace("! ", _SPACED_MARK)
+        .replace("\n", _SPACED_MARK)
+    )
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of normalised text, split as `_mark_sentences` marks them."""
+    return _mark_sentences(text).split(_SENTENCE_MARK)
+
+
+# --------------------------------------------------------------------------- similarity
+
+FloatArray = npt.NDArray[np.float32]
+WINDOW = 32
+STRIDE = 16
+SIMILARITY_LOW = 0.35
+SIMILARITY_HIGH = 0.75
+_STOPWORDS_TEXT = (
+    "a an the and or but if of to in on at by for with from as is are was were be been being "
+    "it its this that these those i me my we our you your he she they them his her their "
+    "do does did so than then there here what which who whom how why when where can could "
+    "would should will shall may might must not no yes just very also only about into over "
+    "up down out off again once all any some such own same too s t d ll m re ve please"
+)
+_STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """Attack exemplars and background prompts used by the similarity scorer."""
+
+    attacks: tuple[str, ...]
+    background: tuple[str, ...]
+
+    @classmethod
+    def load_default(cls) -> Corpus:
+        """The corpus shipped with the package (``llm_serving/data/injection_corpus.json``)."""
+        resource = importlib.resources.files("llm_serving") / "data" / "injection_corpus.json"
+        document = json.loads(resource.read_text(encoding="utf-8"))
+        return cls(
+            tuple(str(item["text"]) for item in document["attacks"]),
+            tuple(str(text) for text in document["background"]),
+        )
+
+
+class SimilarityIndex:
+    """TF-IDF unigram+bigram vectors of the attack exemplars, scored over sliding windows."""
+
+    def __init__(self, corpus: Corpus) -> None:
+        documents = [self._tokens(normalize(text)) for text in corpus.attacks]
+        background = [self._tokens(normalize(text)) for text in corpus.background]
+        vocabulary: dict[str, int] = {}
+        for tokens in documents + background:
+            for token in tokens:
+                vocabulary.setdefault(token, len(vocabulary))
+        self._vocabulary = vocabulary
+        self._oov = len(vocabulary)
+        width = len(vocabulary) + 1
+        self._width = width
+        # Document frequencies over attacks and background together.
+        all_docs = documents + background
+        unigram_df: dict[int, int] = {}
+        bigram_df: dict[int, int] = {}
+        encoded = [self._ids(tokens) for tokens in all_docs]
+        for ids in encoded:
+            for index in set(ids):
+                unigram_df[index] = unigram_df.get(index, 0) + 1
+            for key in set(self._pairs(ids)):
+                bigram_df[key] = bigram_df.get(key, 0) + 1
+        n = len(all_docs)
+        self._max_idf = math.log((n + 1) / 1) + 1.0
+
+        def idf(df: int) -> float:
+            return math.log((n + 1) / (df + 1)) + 1.0
+
+        stop_ids = {vocabulary[w] for w in _STOPWORDS if w in vocabulary}
+        unigram_weight = np.full(width, self._max_idf, dtype=np.float32)
+        for index, df in unigram_df.items():
+            unigram_weight[index] = 0.0 if index in stop_ids else idf(df)
+        self._unigram_weight = unigram_weight
+        bigram_keys = np.array(sorted(bigram_df), dtype=np.int64)
+        self._bigram_keys = bigram_keys
+        self._bigram_weight = np.array(
+            [idf(bigram_df[int(k)]) for k in bigram_keys], dtype=np.float32
+        )
+        # Exemplar matrix, rows = features (unigrams then bigrams), columns = attacks,
+        # each column L2-normalised, each row pre-multiplied by the query's feature weight.
+        attacks = encoded[: len(documents)]
+        count = len(attacks)
+        unigram_matrix = np.zeros((width, count), dtype=np.float32)
+        bigram_matrix = np.zeros((len(bigram_keys), count), dtype=np.float32)
+        for column, ids in enumerate(attacks):
+            for index in ids:
+                unigram_matrix[index, column] += unigram_weight[index]
+            for key in self._pairs(ids):
+                row = int(np.searchsorted(bigram_keys, key))
+                bigram_matrix[row, column] += self._bigram_weight[row]
+        norms = np.sqrt((unigram_matrix**2).sum(axis=0) + (bigram_matrix**2).sum(axis=0))
+        norms[norms == 0] = 1.0
+        unigram_matrix /= norms
+        bigram_matrix /= norms
+        self._unigram_matrix = unigram_matrix * unigram_weight[:, None]
+        self._bigram_matrix = bigram_matrix * self._bigram_weight[:, None]
+        self._bigram_weight2 = (self._bigram_weight**2).astype(np.float64)
+        self._max_idf2 = self._max_idf**2
+        self._unigram_norm2 = unigram_weight**2
+        self._has_row: npt.NDArray[np.bool_] = np.asarray(self._unigram_matrix.any(axis=1))
+        self.size = count
+
+    @staticmethod
+    def _tokens(normalized: str) -> list[str]:
+        return rules.tokenize(normalized)
+
+    def _ids(self, tokens: Iterable[str]) -> list[int]:
+        get = self._vocabulary.get
+        oov = self._oov
+        return [get(token, oov) for token in tokens]
+
+    def _pairs(self, ids: list[int]) -> list[int]:
+        oov = self._oov
+        width = self._width
+        return [a * width + b for a, b in itertools.pairwise(ids) if a != oov and b != oov]
+
+    def best(self, tokens: list[str]) -> float:
+        """Highest cosine between any window of `tokens` and any attack exemplar.
+
+        Only positions whose unigram or bigram occurs in the attack corpus contribute to
+        the dot products, so the work is proportional to the matches; every position
+        contributes to the window norms (unknown features at the highest IDF).
+        """
+        total = len(tokens)
+        if not total:
+            return 0.0
+        ids = np.fromiter(self._ids(tokens), dtype=np.int64, count=total)
+        norm2 = self._unigram_norm2[ids].astype(np.float64)
+        unigram_positions = np.flatnonzero(self._has_row[ids])
+        bigram_positions = np.empty(0, dtype=np.int64)
+        bigram_rows = bigram_positions
+        if total > 1 and len(self._bigram_keys):
+            keys = ids[:-1] * self._width + ids[1:]
+            rows = np.searchsorted(self._bigram_keys, keys)
+            np.minimum(rows, len(self._bigram_keys) - 1, out=rows)
+            known: npt.NDArray[np.bool_] = np.equal(self._bigram_keys[rows], keys)
+            norm2[1:] += np.where(known, self._bigram_weight2[rows], self._max_idf2)
+            bigram_positions = np.flatnonzero(known) + 1
+            bigram_rows = rows[known]
+        if not len(unigram_positions) and not len(bigram_positions):
+            return 0.0
+        contributions = np.concatenate(
+            [self._unigram_matrix[ids[unigram_positions]], self._bigram_matrix[bigram_rows]]
+        )
+        if total <= WINDOW:
+            norm = math.sqrt(float(norm2.sum()))
+            return float(contributions.sum(axis=0).max() / norm) if norm > 0 else 0.0
+        positions = np.concatenate([unigram_positions, bigram_positions])
+        return _best_window(positions, contributions, norm2, total)
+
+
+def _best_window(
+    positions: npt.NDArray[np.int64],
+    contributions: FloatArray,
+    norm2: npt.NDArray[np.float64],
+    total: int,
+    *,
+    dense_limit: int = 1 << 16,
+) -> float:
+    """Best cosine over windows made of two consecutive blocks of STRIDE tokens.
+
+    `contributions[i]` is what the match at `positions[i]` adds to each exemplar's dot
+    product and `norm2` the squared weight of every position. Small inputs use one
+    dense matrix product; large ones only visit blocks that hold a match, so memory
+    and time stay linear in the text.
+    """
+    blocks = -(-total // STRIDE)
+    block_norm2 = np.add.reduceat(norm2, np.arange(0, total, STRIDE))
+    window_norms = np.sqrt(block_norm2[:-1] + block_norm2[1:])
+    window_norms[window_norms == 0] = 1.0
+    if blocks * len(positions) <= dense_limit:
+        membership = np.zeros((blocks, len(positions)), dtype=np.float32)
+        membership[positions // STRIDE, np.arange(len(positions))] = 1.0
+        block_dots = membership @ contributions
+        window_dots = block_dots[:-1] + block_dots[1:]
+        return float((window_dots.max(axis=1) / window_norms).max())
+    order = np.argsort(positions, kind="stable")
+    present, first = np.unique(positions[order] // STRIDE, return_index=True)
+    sums = np.add.reduceat(contributions[order], first, axis=0)
+    last = len(present) - 1
+    following = np.minimum(np.searchsorted(present, present + 1), last)
+    next_sums = np.where((present[following] == present + 1)[:, None], sums[following], 0.0)
+    preceding = np.minimum(np.searchsorted(present, present - 1), last)
+    prev_sums = np.where((present[preceding] == present - 1)[:, None], sums[preceding], 0.0)
+    best = 0.0
+    starts_here = present < blocks - 1  # window (b, b + 1)
+    if starts_here.any():
+        dots = (sums + next_sums)[starts_here].max(axis=1)
+        best = float((dots / window_norms[present[starts_here]]).max())
+    ends_here = present >= 1  # window (b - 1, b)
+    if ends_here.any():
+        dots = (sums + prev_sums)[ends_here].max(axis=1)
+        best = max(best, float((dots / window_norms[present[ends_here] - 1]).max()))
+    return best
+
+
+# --------------------------------------------------------------------------- detector
+
+
+class Detector:
+    """Scores prompts for injection and jailbreak attempts (see the module docstring)."""
+
+    def __init__(self, corpus: Corpus | None = None) -> None:
+        self._rules = rules.RULES
+        self._trigger_words = frozenset().union(
+            *(group for rule in rules.RULES for group in rule.need)
+        )
+        # Inverted index from a word of each rule's smallest group to the rule.
+        index: dict[str, list[int]] = {}
+        self._substring_rules: list[int] = []
+        for number, rule in enumerate(rules.RULES):
+            if rule.need:
+                for word in min(rule.need, key=len):
+                    index.setdefault(word, []).append(number)
+            if rule.substrings:
+                self._substring_rules.append(number)
+        self._index_words = {word: tuple(rules) for word, rules in index.items()}
+        owners: dict[str, list[int]] = {}
+        for number in self._substring_rules:
+            for sub in rules.RULES[number].substrings:
+                owners.setdefault(sub, []).append(number)
+        self._substring_owner = {sub: tuple(rules) for sub, rules in owners.items()}
+        self._substrings = re.compile(
+            "|".join(re.escape(sub) for sub in sorted(owners, key=len, reverse=True))
+        )
+        self._similarity = SimilarityIndex(corpus if corpus is not None else Corpus.load_default())
+
+    def score(self, text: str) -> Verdict:
+        """Score one prompt. Pure and thread-safe."""
+        normalized = normalize(text)
+        marked = _mark_sentences(normalized)
+        stream = marked.translate(rules.TOKEN_TABLE).split()
+        views = decoded_views(text, text.lower(), max(map(len, stream), default=0))
+        if views:
+            extra = _mark_sentences("\n".join(normalize(view) for view in views))
+            normalized = normalized + "\n" + extra
+            marked = marked + _SPACED_MARK + extra
+            stream += [_SENTENCE_MARK, *extra.translate(rules.TOKEN_TABLE).split()]
+        tokens = [token for token in stream if token != _SENTENCE_MARK]
+        fired = self._fire(normalized, marked, stream, tokens)
+        miss = 1.0
+        for rule in fired:
+            miss *= 1.0 - rule.weight
+        names = [rule.name for rule in fired]
+        if "DAN" in text and rules.CASE_SENSITIVE_DAN.search(text):
+            names.append("dan_name")
+            miss *= 1.0 - rules.DAN_NAME_WEIGHT
+        rule_score = 1.0 - miss
+        similarity = self._similarity.best(tokens)
+        scaled = (similarity - SIMILARITY_LOW) / (SIMILARITY_HIGH - SIMILARITY_LOW)
+        similarity_score = min(1.0, max(0.0, scaled))
+        score = 1.0 - (1.0 - rule_score) * (1.0 - similarity_score)
+        return Verdict(round(score, 4), tuple(names), round(similarity, 4))
+
+    def _fire(
+        self, normalized: str, marked: str, stream: list[str], tokens: list[str]
+    ) -> list[rules.Rule]:
+        """Rules that match; each is tried only on sentences containing all its trigger groups.
+
+        `marked` is the normalised text with sentence boundaries replaced by a marker,
+        `stream` its word tokens with the marker as a token, `tokens` the words alone.
+        """
+        present = self._trigger_words.intersection(tokens)
+        candidates: set[int] = set()
+        for word in present:
+            candidates.update(self._index_words.get(word, ()))
+        for found in self._substrings.findall(normalized):
+            candidates.update(self._substring_owner[found])
+        active = [
+            rules.RULES[n]
+            for n in sorted(candidates)
+            if rules.RULES[n].applies(present, normalized)
+        ]
+        fired: list[rules.Rule] = []
+        if not active:
+            return fired
+
+        sentences = marked.split(_SENTENCE_MARK)
+        # Per block of 64 sentences: trigger word -> bit set of the sentences holding it.
+        block_masks: list[dict[str, int]] = [{}]
+        masks = block_masks[0]
+        number = 0
+        for token in stream:
+            if token == _SENTENCE_MARK:
+                number += 1
+                if number == 64:
+                    number = 0
+                    masks = {}
+                    block_masks.append(masks)
+            elif token in present:
+                masks[token] = masks.get(token, 0) | (1 << number)
+        for rule in active:
+            if rule.min_matches > 1:
+                if len(rule.pattern.findall(normalized)) >= rule.min_matches:
+                    fired.append(rule)
+                continue
+            has_substring = bool(rule.substrings) and any(
+                sub in normalized for sub in rule.substrings
+            )
+            if self._rule_fires(rule, sentences, block_masks, has_substring=has_substring):
+                fired.append(rule)
+        return fired
+
+    @staticmethod
+    def _rule_fires(
+        rule: rules.Rule,
+        sentences: list[str],
+        block_masks: list[dict[str, int]],
+        *,
+        has_substring: bool,
+    ) -> bool:
+        """Try `rule` on each sentence whose words pass its gates (or hold its substrings)."""
+        for block, masks in enumerate(block_masks):
+            where = 0
+            if rule.need:
+                where = -1
+                for group in rule.need:
+                    bits = 0
+                    for word in group.intersection(masks):
+                        bits |= masks[word]
+                    where &= bits
+                    if not where:
+                        break
+            base = block * 64
+            if has_substring:
+                for index, sentence in enumerate(sentences[base : base + 64]):
+                    if any(sub in sentence for sub in rule.substrings):
+                        where |= 1 << index
+            index = base
+            while where:
+                if where & 1 and rule.pattern.search(sentences[index]):
+                    return True
+                where >>= 1
+                index += 1
+        return False
+
+
+@functools.cache
+def shared() -> Detector:
+    """The process-wide detector over the shipped corpus (built once, in about 20 ms)."""
+    return Detector()

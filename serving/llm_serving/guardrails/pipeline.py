@@ -1,0 +1,391 @@
+"""The guardrail pipeline the gateway calls: input checks, output checks, stream scanning.
+
+`InputGuard` and `OutputGuard` are built once per policy (everything is compiled at
+construction) and are pure afterwards, so one instance serves all requests
+concurrently. A check returns a `TextResult`: the text after redactions plus the
+`Finding` of each check that fired, in a fixed order; `TextResult.blocked` is the
+first finding whose action is block. Findings carry the check name, the policy's
+action, a score and, for PII, the entity kind; their messages never contain the
+matched text, so they can go to clients, logs and metrics as they are.
+
+Streams are scanned by a `StreamScanner` per choice: it holds back the last
+``streamHoldbackChars`` characters (and any unfinished whitespace-free run, any
+entity that straddles the cut, and any private-key block whose END has not arrived)
+so that an entity split across chunks is still redacted or blocked before any of it
+is emitted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import aiohttp
+
+from llm_serving import policy
+from llm_serving.guardrails import injection, judge, patterns, pii, tokens, toxicity
+
+logger = logging.getLogger(__name__)
+
+PROMPT_INJECTION = "prompt_injection"
+PII = "pii"
+TOXICITY = "toxicity"
+DENY_PATTERN = "deny_pattern"
+PROMPT_LENGTH = "prompt_length"
+JUDGE = "judge"
+CHECKS = (PROMPT_INJECTION, PII, TOXICITY, DENY_PATTERN, PROMPT_LENGTH, JUDGE)
+
+_ENTITY_NAMES: dict[str, tuple[str, str]] = {
+    policy.PIIEntity.EMAIL.value: ("email address", "email addresses"),
+    policy.PIIEntity.PHONE.value: ("phone number", "phone numbers"),
+    policy.PIIEntity.CREDIT_CARD.value: ("payment card number", "payment card numbers"),
+    policy.PIIEntity.IBAN.value: ("IBAN", "IBANs"),
+    policy.PIIEntity.US_SSN.value: ("US social security number", "US social security numbers"),
+    policy.PIIEntity.IP_ADDRESS.value: ("IP address", "IP addresses"),
+    policy.PIIEntity.CREDENTIAL.value: ("credential", "credentials"),
+}
+_VERBS = {
+    policy.Action.BLOCK: "found",
+    policy.Action.REDACT: "redacted",
+    policy.Action.MONITOR: "detected",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One check that fired."""
+
+    check: str
+    """One of "prompt_injection", "pii", "toxicity", "deny_pattern", "prompt_length", "judge"."""
+    action: policy.Action
+    """What the policy says to do: block, redact or monitor."""
+    score: float
+    """0..1; 1.0 for deterministic rules."""
+    entity: str | None
+    """The `policy.PIIEntity` value for PII findings; None otherwise."""
+    message: str
+    """Human-readable and safe for clients and logs: never contains the matched text."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TextResult:
+    """Text after redactions and the findings that produced it."""
+
+    text: str
+    findings: tuple[Finding, ...]
+
+    @property
+    def blocked(self) -> Finding | None:
+        """The first finding whose action is block, if any."""
+        for finding in self.findings:
+            if finding.action is policy.Action.BLOCK:
+                return finding
+        return None
+
+
+def _pii_findings(action: policy.Action, spans: list[pii.Span]) -> list[Finding]:
+    counts: dict[str, int] = {}
+    for span in spans:
+        counts[span.kind] = counts.get(span.kind, 0) + 1
+    findings = []
+    for kind, count in counts.items():
+        singular, plural = _ENTITY_NAMES[kind]
+        noun = singular if count == 1 else plural
+        findings.append(Finding(PII, action, 1.0, kind, f"{count} {noun} {_VERBS[action]}"))
+    return findings
+
+
+def _deny_finding(action: policy.Action, matches: list[tuple[int, pii.Span]]) -> Finding:
+    return Finding(
+        DENY_PATTERN, action, 1.0, None, patterns.describe([index for index, _ in matches])
+    )
+
+
+class _TextChecks:
+    """Deny patterns and PII, shared by input and output (spans in one text)."""
+
+    def __init__(self, pii_config: policy.PIICheck, deny: policy.DenyPatternCheck) -> None:
+        self._deny = patterns.DenyPatterns(deny)
+        self._pii_action = pii_config.action
+        self._pii = pii.PIIDetector(pii_config.entities) if pii_config.enabled else None
+
+    def scan(self, text: str) -> tuple[list[tuple[int, pii.Span]], list[pii.Span]]:
+        """Deny matches and PII entities in `text` (PII overlaps already resolved)."""
+        deny = self._deny.find(text) if self._deny else []
+        entities = self._pii.find(text) if self._pii is not None and text else []
+        return deny, entities
+
+    def redactions(
+        self, deny: list[tuple[int, pii.Span]], entities: list[pii.Span]
+    ) -> list[pii.Span]:
+        """The spans to replace under the configured actions."""
+        spans: list[pii.Span] = []
+        if self._deny.action is policy.Action.REDACT:
+            spans.extend(span for _, span in deny)
+        if self._pii_action is policy.Action.REDACT:
+            spans.extend(entities)
+        return pii.resolve(spans) if len(spans) > 1 else spans
+
+    def findings(self, deny: list[tuple[int, pii.Span]], entities: list[pii.Span]) -> list[Finding]:
+        """Findings in the fixed order: deny pattern first, then one per PII entity kind."""
+        findings: list[Finding] = []
+        if deny:
+            findings.append(_deny_finding(self._deny.action, deny))
+        if entities:
+            findings.extend(_pii_findings(self._pii_action, entities))
+        return findings
+
+    @property
+    def deny_action(self) -> policy.Action:
+        return self._deny.action
+
+    @property
+    def pii_action(self) -> policy.Action:
+        return self._pii_action
+
+
+class InputGuard:
+    """Checks on prompts: length, deny patterns, prompt injection, PII; plus the judge."""
+
+    def __init__(self, config: policy.InputGuardrails, tokens: tokens.TokenCounter) -> None:
+        self._config = config
+        self._tokens = tokens
+        self._text = _TextChecks(config.pii, config.deny_patterns)
+        injection_config = config.prompt_injection
+        self._injection = injection.shared() if injection_config.enabled else None
+        self._threshold = injection_config.threshold
+        self._injection_action = injection_config.action
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` (exact with the model's tokenizer, else the documented estimate)."""
+        return self._tokens.count(text)
+
+    def check(self, text: str) -> TextResult:
+        """All input checks except the judge; `prompt_length` counts the tokens of `text`."""
+        limit = self._config.max_prompt_tokens
+        if limit is not None:
+            over = self._tokens.exceeds(text, limit)
+            if over is not None:
+                message = f"prompt has {over} tokens; the limit is {limit}"
+                if not self._tokens.exact:
+                    message += " (estimated)"
+                finding = Finding(PROMPT_LENGTH, policy.Action.BLOCK, 1.0, None, message)
+                return TextResult(text, (finding,))
+        if not text:
+            return TextResult(text, ())
+        deny, entities = self._text.scan(text)
+        findings = []
+        if deny:
+            findings.append(_deny_finding(self._text.deny_action, deny))
+        if self._injection is not None:
+            verdict = self._injection.score(text)
+            if verdict.score >= self._threshold:
+                reasons = ", ".join(verdict.rules[:3]) or "similar to known attacks"
+                findings.append(
+                    Finding(
+                        PROMPT_INJECTION,
+                        self._injection_action,
+                        verdict.score,
+                        None,
+                        f"prompt-injection score {verdict.score:.2f} is at or above the "
+                        f"threshold {self._threshold:.2f} ({reasons})",
+                    )
+                )
+        if entities:
+            findings.extend(_pii_findings(self._text.pii_action, entities))
+        redactions = self._text.redactions(deny, entities)
+        redacted = pii.apply(text, redactions) if redactions else text
+        return TextResult(redacted, tuple(findings))
+
+    async def judge(self, session: aiohttp.ClientSession, text: str) -> Finding | None:
+        """Ask the judge model; a Finding when unsafe or failing closed, else None.
+
+        POSTs to ``{url}/v1/chat/completions`` within ``timeoutSeconds``. On a
+        timeout, network or HTTP error or an unparseable reply the policy's failMode
+        decides: open returns None (the failure is logged), closed returns a finding
+        with the judge's action and score 0.0 (no verdict was obtained).
+        """
+        config = self._config.judge
+        if not config.enabled or not config.url:
+            return None
+        try:
+            verdict = await judge.ask(session, config, text)
+        except judge.JudgeError as exc:
+            logger.warning("judge failed (%s); failing %s", exc.reason, config.fail_mode.value)
+            if config.fail_mode is policy.FailMode.OPEN:
+                return None
+            return Finding(
+                JUDGE,
+                config.action,
+                0.0,
+                None,
+                f"the judge model is unavailable ({exc.reason}); failing closed",
+            )
+        if verdict.safe:
+            return None
+        categories = ", ".join(verdict.categories) or "unspecified"
+        return Finding(
+            JUDGE,
+            config.action,
+            1.0,
+            None,
+            f"the judge model flagged the prompt as unsafe (categories: {categories})",
+        )
+
+
+class OutputGuard:
+    """Checks on completions: deny patterns, PII, toxicity; whole or streamed."""
+
+    def __init__(self, config: policy.OutputGuardrails) -> None:
+        self._config = config
+        self._text = _TextChecks(config.pii, config.deny_patterns)
+        tox = config.toxicity
+        self._toxicity = toxicity.shared() if tox.enabled else None
+        self._toxicity_threshold = tox.threshold
+        self._toxicity_action = tox.action
+        self.holdback = config.stream_holdback_chars
+
+    def _toxicity_finding(self, score: float) -> Finding:
+        return Finding(
+            TOXICITY,
+            self._toxicity_action,
+            round(score, 4),
+            None,
+            f"toxicity score {score:.2f} is at or above the threshold "
+            f"{self._toxicity_threshold:.2f}",
+        )
+
+    def check(self, text: str) -> TextResult:
+        """Check a whole completion."""
+        if not text:
+            return TextResult(text, ())
+        deny, entities = self._text.scan(text)
+        findings = self._text.findings(deny, entities)
+        if self._toxicity is not None:
+            score = self._toxicity.score(text)
+            if score >= self._toxicity_threshold:
+                findings.append(self._toxicity_finding(score))
+        redactions = self._text.redactions(deny, entities)
+        redacted = pii.apply(text, redactions) if redactions else text
+        return TextResult(redacted, tuple(findings))
+
+    def stream(self) -> StreamScanner:
+        """A scanner for one streamed choice."""
+        return StreamScanner(self)
+
+
+_CONTEXT_CHARS = 64  # emitted text kept so look-behinds and keywords still see it
+_MAX_RUN_HOLD = 2048  # longest whitespace-free run held back whole (JWTs, keys)
+
+
+class StreamScanner:
+    """Incremental output checks for one streamed choice (see the module docstring).
+
+    After a block, `feed` and `finish` return empty text and no findings; the block
+    finding was returned once, by the call that found it.
+    """
+
+    def __init__(self, guard: OutputGuard) -> None:
+        self._guard = guard
+        self._holdback = guard.holdback
+        self._buffer = ""
+        self._context = ""
+        self._tracker = guard._toxicity.tracker() if guard._toxicity is not None else None
+        self._toxic = False
+        self._key_hold = False  # holding an unterminated private-key block
+        self.blocked: Finding | None = None
+
+    def feed(self, delta: str) -> TextResult:
+        """Add a delta; return what may be emitted now (redacted) and this call's findings."""
+        if self.blocked is not None:
+            return TextResult("", ())
+        self._buffer += delta
+        findings: list[Finding] = []
+        if self._tracker is not None and delta:
+            self._toxicity(self._tracker.feed(delta), findings)
+        if (
+            self._key_hold
+            and not findings
+            and "-----END" not in self._buffer[-(len(delta) + len("-----END")) :]
+        ):
+            return TextResult("", ())  # nothing can be released before the END line
+        return self._emit(findings, final=False)
+
+    def finish(self) -> TextResult:
+        """Flush the held-back tail (checked); call once at the end of the stream."""
+        if self.blocked is not None:
+            return TextResult("", ())
+        findings: list[Finding] = []
+        if self._tracker is not None:
+            self._toxicity(self._tracker.finish(), findings)
+        return self._emit(findings, final=True)
+
+    def _toxicity(self, score: float, findings: list[Finding]) -> None:
+        guard = self._guard
+        if not self._toxic and score >= guard._toxicity_threshold:
+            self._toxic = True
+            findings.append(guard._toxicity_finding(score))
+
+    def _emit(self, findings: list[Finding], *, final: bool) -> TextResult:
+        guard = self._guard
+        buffer = self._buffer
+        offset = len(self._context)
+        scanned = self._context + buffer
+        deny, entities = guard._text.scan(scanned)
+        # Entities that began in already-emitted context were handled then.
+        deny = [(i, _shift(s, offset)) for i, s in deny if s.start >= offset]
+        entities = [_shift(s, offset) for s in entities if s.start >= offset]
+        blocking = (deny and guard._text.deny_action is policy.Action.BLOCK) or (
+            entities and guard._text.pii_action is policy.Action.BLOCK
+        )
+        if blocking or any(f.action is policy.Action.BLOCK for f in findings):
+            # Block on anything seen, even in the held-back part: nothing more is emitted.
+            findings = guard._text.findings(deny, entities) + findings
+            result = TextResult("", tuple(findings))
+            self.blocked = result.blocked
+            self._buffer = ""
+            return result
+        self._key_hold = False
+        boundary = len(buffer) if final else self._boundary(buffer, deny, entities)
+        deny = [(i, s) for i, s in deny if s.end <= boundary]
+        entities = [s for s in entities if s.end <= boundary]
+        findings = guard._text.findings(deny, entities) + findings
+        redactions = guard._text.redactions(deny, entities)
+        emitted = buffer[:boundary]
+        text = pii.apply(emitted, redactions) if redactions else emitted
+        self._context = (self._context + emitted)[-_CONTEXT_CHARS:]
+        self._buffer = buffer[boundary:]
+        return TextResult(text, tuple(findings))
+
+    def _boundary(
+        self, buffer: str, deny: list[tuple[int, pii.Span]], entities: list[pii.Span]
+    ) -> int:
+        """How much of `buffer` may be emitted now."""
+        if self._holdback == 0:
+            return len(buffer)
+        boundary = max(0, len(buffer) - self._holdback)
+        # Never cut inside a whitespace-free run (tokens, keys, e-mail addresses).
+        if 0 < boundary < len(buffer) and not buffer[boundary].isspace():
+            start = boundary
+            floor = max(0, boundary - _MAX_RUN_HOLD)
+            while start > floor and not buffer[start - 1].isspace():
+                start -= 1
+            if start > floor or floor == 0:
+                boundary = start
+        # Never cut through an entity or a deny match.
+        spans = sorted([s for _, s in deny] + entities, key=lambda s: s.start, reverse=True)
+        for span in spans:
+            if span.start < boundary < span.end:
+                boundary = span.start
+        # Hold a private-key block until its END line arrives.
+        if "-----BEGIN" in buffer:
+            for match in pii.PEM_BEGIN.finditer(buffer):
+                if match.start() <= boundary and "-----END" not in buffer[match.end() :]:
+                    boundary = min(boundary, match.start())
+                    self._key_hold = True
+                    break
+        return boundary
+
+
+def _shift(span: pii.Span, offset: int) -> pii.Span:
+    return dataclasses.replace(span, start=span.start - offset, end=span.end - offset)
