@@ -626,6 +626,8 @@ class _Api:
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             status = exc.code
+        except (OSError, ssl.SSLError) as exc:  # URLError is an OSError
+            return 0, str(getattr(exc, "reason", exc))
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:
@@ -674,11 +676,15 @@ def _save_state(config: ClusterConfig, state: dict[str, Any]) -> None:
     tmp.replace(_state_path(config))
 
 
+def _lock_path(config: ClusterConfig) -> Path:
+    return config.cache / "dev" / f".{config.name}.lock"
+
+
 @contextlib.contextmanager
 def _locked(config: ClusterConfig) -> Iterator[None]:
-    lock_dir = config.cache / "dev"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with (lock_dir / f".{config.name}.lock").open("w") as f:
+    path = _lock_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -1100,6 +1106,10 @@ def down(config: ClusterConfig | None = None, keep_state: bool = False) -> None:
     config = config or ClusterConfig()
     with _locked(config):
         _down_locked(config, keep_state=keep_state)
+        if not keep_state:
+            # Test sessions use unique names: leave no lock file behind either.
+            with contextlib.suppress(OSError):
+                _lock_path(config).unlink()
     logger.info("cluster %s is down", config.name)
 
 
