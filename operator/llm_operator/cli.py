@@ -48,7 +48,7 @@ def _crds(_: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from llm_operator import runner
+    from llm_operator import runner  # imported here: kopf is slow to import
 
     config = runner.RunConfig(
         namespaces=tuple(args.namespace or ()),

@@ -19,11 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "gateway":
-        from llm_serving import gateway  # noqa: PLC0415 - each command imports only its own stack
+        from llm_serving import gateway  # imported here: each command loads only its own stack
 
         return gateway.main(rest)
     if command == "sim":
-        from llm_serving.sim import server  # noqa: PLC0415
+        from llm_serving.sim import server
 
         return server.main(rest)
     sys.stderr.write(f"llm-serving: unknown command {command!r}\n{_USAGE}")
