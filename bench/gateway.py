@@ -1,0 +1,425 @@
+"""Benchmark: the engine simulator direct versus through the guardrail gateway, side by side.
+
+One run starts three kinds of process on loopback: the engine simulator (configured
+fast, so that what is measured is the gateway, not the simulated GPU), the gateway
+in front of it with the default checks on (`{"enabled": true}`: prompt injection,
+PII, toxicity, ...), and a load generator. The gateway is pinned to core 0 with
+`os.sched_setaffinity`; the simulator and the load generator share core 1, the same
+in both modes, so the gateway has exactly one core to itself.
+
+Every request carries a 1 KB prompt. Measured, each mode in turn:
+
+- latency: sequential non-streamed requests, p50 and p99, and what the gateway adds;
+- time to first token: sequential streamed requests, to the first event with text;
+- throughput at saturation: a fixed number of concurrent clients for a fixed time,
+  requests per second, and the gateway's own CPU time per request (so the capacity
+  of one core is also stated when the simulator, not the gateway, is the bottleneck).
+
+It prints a markdown table and the goals (at most 1 ms added at p50, at least 70% of
+direct throughput) with pass or fail. Bounded: a few hundred requests per phase and a
+few seconds per throughput run; a full run takes well under two minutes.
+
+    .venv/bin/python bench/gateway.py            # full run
+    .venv/bin/python bench/gateway.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+
+GOAL_P50_ADDED_MS = 1.0
+GOAL_THROUGHPUT_RATIO = 0.70
+GATEWAY_CORE = 0
+OTHER_CORE = 1
+MODEL = "bench-model"
+
+PARAGRAPH = (
+    "Our team is planning the quarterly offsite and would like a short agenda. "
+    "We have two days, about thirty people, and a budget for one dinner out. "
+    "Please suggest sessions on roadmap planning, a retrospective, and time for "
+    "informal conversation, and keep the tone friendly and practical. "
+)
+PROMPT = (PARAGRAPH * (1024 // len(PARAGRAPH) + 1))[:1024]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pinned(core: int) -> Any:
+    cores = os.sched_getaffinity(0)
+    target = {core} if core in cores else cores
+
+    def pin() -> None:
+        os.sched_setaffinity(0, target)
+
+    return pin
+
+
+def _spawn(module: str, args: list[str], core: int, log: pathlib.Path) -> subprocess.Popen[bytes]:
+    code = f"import sys; from {module} import server; sys.exit(server.main(sys.argv[1:]))"
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_pinned(core),
+        )
+
+
+async def _wait_ready(url: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready in {limit} s")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------- load generator
+
+
+def _body(stream: bool, max_tokens: int) -> bytes:
+    return json.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": stream,
+        }
+    ).encode()
+
+
+async def _latency(session: aiohttp.ClientSession, url: str, count: int, warmup: int) -> Any:
+    body = _body(False, 16)
+    samples = []
+    for i in range(warmup + count):
+        started = time.perf_counter()
+        async with session.post(url, data=body) as response:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}")
+        if i >= warmup:
+            samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+async def _ttft(session: aiohttp.ClientSession, url: str, count: int, warmup: int) -> Any:
+    body = _body(True, 64)
+    samples = []
+    for i in range(warmup + count):
+        started = time.perf_counter()
+        first = None
+        async with session.post(url, data=body) as response:
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}")
+            async for line in response.content:
+                if (
+                    first is None
+                    and line.startswith(b"data: {")
+                    and b'"content":"' in line
+                    and b'"content":""' not in line
+                ):
+                    first = time.perf_counter()
+        if i >= warmup and first is not None:
+            samples.append((first - started) * 1000)
+    return samples
+
+
+async def _throughput(
+    session: aiohttp.ClientSession, url: str, concurrency: int, duration: float
+) -> Any:
+    body = _body(False, 16)
+    done = errors = total = 0
+    measuring = False
+
+    async def client(stop: float) -> None:
+        nonlocal done, errors, total
+        while time.perf_counter() < stop:
+            try:
+                async with session.post(url, data=body) as response:
+                    await response.read()
+                    ok = response.status == 200
+            except aiohttp.ClientError:
+                ok = False
+            total += 1
+            if measuring:
+                if ok:
+                    done += 1
+                else:
+                    errors += 1
+
+    warm = 1.0
+    start = time.perf_counter()
+    tasks = [asyncio.create_task(client(start + warm + duration)) for _ in range(concurrency)]
+    await asyncio.sleep(warm)
+    measuring = True
+    measured_from = time.perf_counter()
+    await asyncio.gather(*tasks)
+    finished = time.perf_counter()
+    elapsed = finished - measured_from
+    return {
+        "rps": done / elapsed,
+        "errors": errors,
+        "total": total,
+        "total_seconds": finished - start,
+    }
+
+
+async def _worker(spec: dict[str, Any]) -> Any:
+    connector = aiohttp.TCPConnector(limit=spec.get("concurrency", 1) + 4)
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        url = spec["url"] + "/v1/chat/completions"
+        if spec["phase"] == "latency":
+            return await _latency(session, url, spec["count"], spec["warmup"])
+        if spec["phase"] == "ttft":
+            return await _ttft(session, url, spec["count"], spec["warmup"])
+        return await _throughput(session, url, spec["concurrency"], spec["duration"])
+
+
+def _load(spec: dict[str, Any]) -> Any:
+    """Run one phase in a load-generator process pinned next to the simulator."""
+    completed = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        check=True,
+        capture_output=True,
+        preexec_fn=_pinned(OTHER_CORE),
+        timeout=120,
+    )
+    return json.loads(completed.stdout)
+
+
+async def _means(gateway_url: str) -> dict[str, float]:
+    """Mean seconds per observation of the gateway's own timing histograms.
+
+    Keys: "gateway" (time inside the gateway, excluding waits on the engine) and the
+    guardrail stages ("input", "output").
+    """
+    async with aiohttp.ClientSession() as session, session.get(f"{gateway_url}/metrics") as r:
+        text = await r.text()
+    wanted = {
+        "llm_gateway_added_latency_seconds": "route",
+        "llm_gateway_guardrail_check_duration_seconds": "stage",
+    }
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        for metric, label in wanted.items():
+            for suffix, table in (("_sum", sums), ("_count", counts)):
+                if name == metric + suffix and f'{label}="' in rest:
+                    key = rest.split(f'{label}="', 1)[1].split('"', 1)[0]
+                    key = "gateway" if label == "route" else key
+                    table[key] = table.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return {key: sums[key] / counts[key] for key in sums if counts.get(key)}
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass
+class Row:
+    metric: str
+    direct: str
+    gateway: str
+    added: str
+    goal: str = ""
+    result: str = ""
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@contextlib.contextmanager
+def _processes(workdir: pathlib.Path, policy_json: str) -> Iterator[tuple[str, str, int]]:
+    sim_port, gw_port = _free_port(), _free_port()
+    policy = workdir / "policy.json"
+    policy.write_text(policy_json)
+    sim = _spawn(
+        "llm_serving.sim",
+        [
+            "--port", str(sim_port), "--model", MODEL, "--max-num-seqs", "4096",
+            "--prefill-tokens-per-s", "1e9", "--decode-tokens-per-s", "1e6",
+            "--max-model-len", "8192", "--output-tokens", "64", "--log-level", "WARNING",
+        ],
+        OTHER_CORE,
+        workdir / "sim.log",
+    )  # fmt: skip
+    gateway = _spawn(
+        "llm_serving.gateway",
+        [
+            "--host", "127.0.0.1", "--port", str(gw_port),
+            "--upstream", f"http://127.0.0.1:{sim_port}", "--policy-file", str(policy),
+            "--model-name", MODEL, "--log-level", "warning",
+        ],
+        GATEWAY_CORE,
+        workdir / "gateway.log",
+    )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{gw_port}", gateway.pid
+    finally:
+        for process in (gateway, sim):
+            process.terminate()
+        for process in (gateway, sim):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _print_logs(folder: pathlib.Path) -> None:
+    for log in sorted(folder.glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text()[-3000:]}", file=sys.stderr)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    count, warmup = (60, 10) if args.quick else (args.requests, 50)
+    duration = 2.0 if args.quick else args.duration
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _processes(pathlib.Path(tmp), args.policy) as (
+            sim_url,
+            gw_url,
+            gw_pid,
+        ),
+    ):
+        try:
+            await _wait_ready(f"{sim_url}/health")
+            await _wait_ready(f"{gw_url}/ready")
+        except RuntimeError:
+            _print_logs(pathlib.Path(tmp))
+            raise
+        urls = {"direct": sim_url, "gateway": gw_url}
+        lat = {
+            m: _load({"phase": "latency", "url": u, "count": count, "warmup": warmup})
+            for m, u in urls.items()
+        }
+        inside = await _means(gw_url)  # sequential, non-streamed requests only so far
+        ttft = {
+            m: _load({"phase": "ttft", "url": u, "count": count // 2, "warmup": warmup})
+            for m, u in urls.items()
+        }
+        tput: dict[str, Any] = {}
+        for mode, url in urls.items():
+            cpu_before = _cpu_seconds(gw_pid)
+            spec = {
+                "phase": "throughput",
+                "url": url,
+                "concurrency": args.concurrency,
+                "duration": duration,
+            }
+            tput[mode] = _load(spec)
+            tput[mode]["gateway_cpu"] = _cpu_seconds(gw_pid) - cpu_before
+    # fmt: on
+
+    rows: list[Row] = []
+    p50_added = _pct(lat["gateway"], 0.5) - _pct(lat["direct"], 0.5)
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        d, g = _pct(lat["direct"], q), _pct(lat["gateway"], q)
+        goal = f"≤ {GOAL_P50_ADDED_MS:g} ms" if name == "p50" else ""
+        result = ("PASS" if p50_added <= GOAL_P50_ADDED_MS else "FAIL") if name == "p50" else ""
+        rows.append(
+            Row(f"latency {name} (ms)", f"{d:.2f}", f"{g:.2f}", f"{g - d:+.2f} ms", goal, result)
+        )
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        d, g = _pct(ttft["direct"], q), _pct(ttft["gateway"], q)
+        rows.append(
+            Row(f"time to first token {name} (ms)", f"{d:.2f}", f"{g:.2f}", f"{g - d:+.2f} ms")
+        )
+    ratio = tput["gateway"]["rps"] / tput["direct"]["rps"]
+    rows.append(
+        Row(
+            f"throughput, {args.concurrency} clients (req/s)",
+            f"{tput['direct']['rps']:.0f}",
+            f"{tput['gateway']['rps']:.0f}",
+            f"{ratio:.0%} of direct",
+            f"≥ {GOAL_THROUGHPUT_RATIO:.0%}",
+            "PASS" if ratio >= GOAL_THROUGHPUT_RATIO else "FAIL",
+        )
+    )
+    g = tput["gateway"]
+    cpu_per_request = g["gateway_cpu"] / max(1, g["total"])
+    capacity = 1 / cpu_per_request if cpu_per_request else float("inf")
+    busy = min(1.0, g["gateway_cpu"] / g["total_seconds"])
+    rows.append(
+        Row(
+            "gateway CPU per request (ms)",
+            "",
+            f"{cpu_per_request * 1000:.2f}",
+            f"{busy:.0%} of its core busy; ~{capacity:.0f} req/s per core",
+        )
+    )
+    for key, name in (
+        ("gateway", "time inside the gateway per request"),
+        ("input", "of which input checks"),
+        ("output", "of which output checks"),
+    ):
+        if key in inside:
+            rows.append(Row(f"{name} (ms, mean)", "", f"{inside[key] * 1000:.3f}", ""))
+    errors = tput["direct"]["errors"] + tput["gateway"]["errors"]
+
+    print(f"\nGateway benchmark: 1 KB prompts, default guardrails on, {count} sequential requests")
+    print(f"per latency phase, {count // 2} streamed for TTFT, {duration:g} s at saturation.")
+    print(f"Gateway on core {GATEWAY_CORE}; simulator and load generator on core {OTHER_CORE}.\n")
+    print("| metric | direct | via gateway | added | goal | result |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
+    for row in rows:
+        cells = (row.metric, row.direct, row.gateway, row.added, row.goal, row.result)
+        print("| " + " | ".join(cells) + " |")
+    if errors:
+        print(f"\n{errors} requests failed during the throughput runs.")
+    passed = p50_added <= GOAL_P50_ADDED_MS and ratio >= GOAL_THROUGHPUT_RATIO
+    print(f"\nGoals: {'all met' if passed else 'NOT all met'}.")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--requests", type=int, default=400, help="sequential requests per phase")
+    parser.add_argument("--concurrency", type=int, default=64, help="clients at saturation")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds at saturation")
+    parser.add_argument(
+        "--policy",
+        default='{"enabled": true}',
+        help="the gateway's policy document (default: every default check on)",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(asyncio.run(_worker(json.loads(args.worker)))))
+        return 0
+    return asyncio.run(_run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

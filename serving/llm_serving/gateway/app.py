@@ -1,0 +1,922 @@
+"""The gateway's aiohttp application: an OpenAI-compatible reverse proxy with guardrails.
+
+`build_app(settings)` returns the application; `server.py` runs it. Routes:
+
+- `POST /v1/chat/completions`, `POST /v1/completions`: API key and rate limits,
+  input guardrails on every message (or the prompt), the semantic cache, then the
+  engine; the answer goes through the output guardrails, incrementally when streamed.
+- `POST /v1/embeddings`, `GET /v1/models`: API key, then passed through unchanged.
+- `GET /health` (the gateway is alive), `GET /ready` (200 only when the engine's
+  `/health` answers 200), `GET /metrics` (the gateway's own registry) and
+  `GET /metrics/engine` (the engine's metrics, proxied, since the engine listens on
+  loopback only).
+
+Everything derived from the policy file (guards, limits, cache) is one immutable
+`Runtime` swapped whole on reload, so a request sees one policy from start to end.
+One middleware gives every request an id (`X-Request-Id` in and out, and in every log
+line), counts and times it, and turns every failure into an OpenAI-style error, so a
+bad request never crashes the process nor gets a bare 500. A client that disconnects
+cancels its handler (the server runs with handler cancellation), and the handler's
+`finally` closes the engine response, which aborts the generation upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import contextlib
+import dataclasses
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+from aiohttp import http_exceptions, typedefs, web
+
+from llm_serving import policy
+from llm_serving.gateway import auth, cache, config, embed, errors, jsonlog, metrics, sse, upstream
+from llm_serving.guardrails import pipeline, tokens
+
+logger = logging.getLogger(__name__)
+
+CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
+EMBEDDINGS = "/v1/embeddings"
+MODELS = "/v1/models"
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+#: HTTP status logged and counted for a request whose client went away (nginx's convention).
+CLIENT_CLOSED = 499
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Everything derived from one policy; replaced whole when the policy file changes."""
+
+    policy: policy.GuardrailPolicy
+    input_guard: pipeline.InputGuard | None
+    output_guard: pipeline.OutputGuard | None
+    limiter: auth.RateLimiter | None
+    cache: cache.SemanticCache | None
+    embedder: embed.Embedder | None
+
+
+@dataclasses.dataclass
+class RequestContext:
+    """Per-request bookkeeping for metrics and the access log (never any text)."""
+
+    request_id: str
+    started: float
+    route: str
+    upstream_seconds: float = 0.0
+    proxied: bool = False
+    model: str | None = None
+    key_id: str | None = None
+    stream: bool = False
+    cache: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    blocked_by: str | None = None
+    client_gone: bool = False
+
+
+CONTEXT = web.RequestKey("llm_gateway_context", RequestContext)
+
+
+def _request_id(header: str | None) -> str:
+    if header and _REQUEST_ID.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def _route_label(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@dataclasses.dataclass
+class TextSlot:
+    """One piece of prompt text and where it lives, so a redaction can be written back."""
+
+    container: Any  # the message, the content part, the body, or the list of prompts
+    key: Any  # the key or index of the text in `container`
+    text: str
+
+    def replace(self, text: str) -> None:
+        """Write redacted text back into the request body."""
+        self.container[self.key] = text
+
+
+def text_slots(body: dict[str, Any], chat: bool) -> list[TextSlot]:
+    """Every prompt text of a request, in order: message contents, or the prompt(s).
+
+    Raises a 400 for shapes that cannot be checked (token-id or embedding prompts).
+    """
+    slots: list[TextSlot] = []
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise errors.invalid_request("'messages' must be a non-empty list.", param="messages")
+        for message in messages:
+            if not isinstance(message, dict):
+                raise errors.invalid_request("Each message must be an object.", param="messages")
+            content = message.get("content")
+            if isinstance(content, str):
+                slots.append(TextSlot(message, "content", content))
+            elif isinstance(content, list):
+                slots.extend(
+                    TextSlot(part, "text", part["text"])
+                    for part in content
+                    if isinstance(part, dict) and isinstance(part.get("text"), str)
+                )
+        return slots
+    if "prompt_embeds" in body:
+        raise errors.invalid_request(
+            "Prompt embeddings cannot be checked by the guardrails.", param="prompt_embeds"
+        )
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        slots.append(TextSlot(body, "prompt", prompt))
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        slots.extend(TextSlot(prompt, index, text) for index, text in enumerate(prompt))
+    else:
+        raise errors.invalid_request(
+            "'prompt' must be a string or a list of strings (token ids cannot be checked).",
+            param="prompt",
+        )
+    return slots
+
+
+class Gateway:
+    """The state of one gateway process and its request handlers."""
+
+    def __init__(self, settings: config.Settings, registry: metrics.Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = registry or metrics.Metrics()
+        self.upstream = upstream.Upstream(settings.upstream, settings.upstream_connections)
+        self.tokens = tokens.TokenCounter.from_path(
+            str(settings.tokenizer) if settings.tokenizer else None
+        )
+        self.keys = auth.KeyStore()
+        self._runtime: Runtime | None = None
+        self._watcher = config.Watcher(settings.poll_interval)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def runtime(self) -> Runtime:
+        """The policy in force."""
+        if self._runtime is None:
+            raise RuntimeError("gateway used before startup")
+        return self._runtime
+
+    def _build_runtime(self, new: policy.GuardrailPolicy, old: Runtime | None) -> Runtime:
+        """Construct guards, limiter and cache for a policy (runs on a worker thread)."""
+        input_guard = output_guard = None
+        if new.enabled:
+            input_guard = pipeline.InputGuard(new.input, self.tokens)
+            output_guard = pipeline.OutputGuard(new.output)
+        keys = new.api_keys
+        limiter = None
+        if keys.enabled and (keys.requests_per_minute or keys.tokens_per_minute):
+            if (
+                old is not None
+                and old.limiter is not None
+                and old.limiter.same_limits(keys.requests_per_minute, keys.tokens_per_minute)
+            ):
+                limiter = old.limiter
+            else:
+                limiter = auth.RateLimiter(keys.requests_per_minute, keys.tokens_per_minute)
+        response_cache: cache.SemanticCache | None = None
+        embedder: embed.Embedder | None = None
+        if new.cache.enabled:
+            if old is not None and old.cache is not None and old.policy.cache == new.cache:
+                response_cache, embedder = old.cache, old.embedder
+            else:
+                response_cache = cache.SemanticCache(
+                    new.cache.max_entries,
+                    new.cache.ttl_seconds,
+                    new.cache.similarity_threshold,
+                    on_evict=lambda reason: self.metrics.cache_evictions.labels(reason).inc(),
+                )
+                if new.cache.embedder is policy.EmbedderKind.OPENAI:
+                    embedder = embed.OpenAIEmbedder(self.upstream.session, new.cache.embedder_url)
+                elif old is not None and isinstance(old.embedder, embed.BuiltinEmbedder):
+                    embedder = old.embedder
+                else:
+                    embedder = embed.BuiltinEmbedder()
+        return Runtime(new, input_guard, output_guard, limiter, response_cache, embedder)
+
+    async def apply_policy(self, new: policy.GuardrailPolicy) -> None:
+        """Build and switch to a new policy; the old one stays if building fails."""
+        loop = asyncio.get_running_loop()
+        runtime = await loop.run_in_executor(None, self._build_runtime, new, self._runtime)
+        self._runtime = runtime
+        self.metrics.cache_entries.set(len(runtime.cache) if runtime.cache else 0)
+        if runtime.embedder is not None:
+            self._spawn(self._warm_up(runtime.embedder))
+
+    async def _warm_up(self, embedder: embed.Embedder) -> None:
+        try:
+            await embedder.warm_up()
+        except embed.EmbedderError as exc:
+            self.metrics.embedder_errors.inc()
+            logger.warning("embedder unavailable, cache uses exact matching only: %s", exc)
+
+    async def reload_policy(self) -> None:
+        """Re-read the policy file; keep the current policy if the new one is invalid."""
+        path = self.settings.policy_file
+        if path is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+            new = await loop.run_in_executor(None, config.read_policy, path)
+            await self.apply_policy(new)
+        except Exception as exc:
+            self.metrics.policy_reloads.labels("error").inc()
+            logger.error(
+                "policy %s rejected, keeping the previous one: %s",
+                path,
+                exc if isinstance(exc, config.PolicyError) else type(exc).__name__,
+            )
+            if not isinstance(exc, config.PolicyError):
+                logger.debug("policy build failure", exc_info=True)
+            return
+        self.metrics.policy_reloads.labels("success").inc()
+        self.metrics.policy_last_reload.set_to_current_time()
+        logger.info("policy loaded from %s (guardrails %s)", path, new.enabled)
+
+    async def reload_keys(self) -> None:
+        """Re-read the mounted API key folder."""
+        folder = self.settings.api_keys_dir
+        if folder is None:
+            return
+        loop = asyncio.get_running_loop()
+        self.keys = await loop.run_in_executor(None, auth.KeyStore.from_dir, folder)
+        self.metrics.api_keys_loaded.set(len(self.keys))
+        logger.info("%d API keys loaded", len(self.keys))
+
+    def _spawn(self, coro: collections.abc.Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(30.0)
+            response_cache = self.runtime.cache
+            if response_cache is not None:
+                response_cache.sweep()
+                self.metrics.cache_entries.set(len(response_cache))
+
+    async def startup(self, app: web.Application) -> None:
+        """Open the engine session, load the policy and keys, start the file watch."""
+        if self.settings.policy_file is not None:
+            try:
+                initial = config.read_policy(self.settings.policy_file)
+            except config.PolicyError:
+                self.metrics.policy_reloads.labels("error").inc()
+                raise
+            self.metrics.policy_reloads.labels("success").inc()
+            self.metrics.policy_last_reload.set_to_current_time()
+            self._watcher.add(self.settings.policy_file, self.reload_policy)
+        else:
+            initial = config.default_policy()
+            logger.info("no policy file: default guardrails on")
+        await self.upstream.start()
+        await self.apply_policy(initial)
+        if self.settings.api_keys_dir is not None:
+            await self.reload_keys()
+            self._watcher.add(self.settings.api_keys_dir, self.reload_keys)
+        self._spawn(self._watcher.run())
+        self._spawn(self._sweep())
+
+    async def cleanup(self, app: web.Application) -> None:
+        """Stop background tasks and close the engine session."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.upstream.close()
+
+    # ---------------------------------------------------------------- middleware
+
+    @web.middleware
+    async def middleware(
+        self,
+        request: web.Request,
+        handler: typedefs.Handler,
+    ) -> web.StreamResponse:
+        """Request id, metrics, access log, and OpenAI-style errors for everything."""
+        started = time.perf_counter()
+        ctx = RequestContext(_request_id(request.headers.get("X-Request-Id")), started, "")
+        ctx.route = _route_label(request)
+        request[CONTEXT] = ctx
+        token = jsonlog.request_id.set(ctx.request_id)
+        self.metrics.in_flight.inc()
+        status = 500
+        try:
+            response: web.StreamResponse
+            try:
+                response = await handler(request)
+            except errors.GatewayError as exc:
+                response = exc.response(ctx.request_id)
+            except web.HTTPException as exc:
+                response = self._http_error(request, exc).response(ctx.request_id)
+            except ConnectionResetError:
+                status = CLIENT_CLOSED
+                self.metrics.client_disconnects.labels(ctx.route).inc()
+                raise
+            except Exception:
+                logger.exception("unhandled error")
+                response = errors.internal(ctx.request_id).response(ctx.request_id)
+            if not response.prepared:
+                response.headers["X-Request-Id"] = ctx.request_id
+            status = response.status
+            if ctx.client_gone:
+                status = CLIENT_CLOSED
+                self.metrics.client_disconnects.labels(ctx.route).inc()
+            return response
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            self.metrics.client_disconnects.labels(ctx.route).inc()
+            raise
+        finally:
+            self._finish(request, ctx, status)
+            self.metrics.in_flight.dec()
+            jsonlog.request_id.reset(token)
+
+    def _http_error(self, request: web.Request, exc: web.HTTPException) -> errors.GatewayError:
+        if isinstance(exc, web.HTTPNotFound):
+            return errors.not_found(request.path)
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            return errors.method_not_allowed(request.method, exc.allowed_methods)
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            return errors.body_too_large(self.runtime.policy.max_body_bytes)
+        return errors.GatewayError(
+            exc.status, exc.reason, "invalid_request_error" if exc.status < 500 else "server_error"
+        )
+
+    def _finish(self, request: web.Request, ctx: RequestContext, status: int) -> None:
+        elapsed = time.perf_counter() - ctx.started
+        m = self.metrics
+        m.requests.labels(ctx.route, request.method, str(status)).inc()
+        m.request_duration.labels(ctx.route).observe(elapsed)
+        if ctx.proxied and status != CLIENT_CLOSED:
+            m.added_latency.labels(ctx.route).observe(max(0.0, elapsed - ctx.upstream_seconds))
+            m.upstream_duration.labels(ctx.route).observe(ctx.upstream_seconds)
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        if ctx.route in ("/health", "/ready", "/metrics", "/metrics/engine") and status < 400:
+            return  # probes and scrapes would drown the log
+        fields: dict[str, Any] = {
+            "method": request.method,
+            "route": ctx.route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        if ctx.proxied:
+            fields["upstream_ms"] = round(ctx.upstream_seconds * 1000, 3)
+        for name in (
+            "model",
+            "key_id",
+            "cache",
+            "prompt_tokens",
+            "completion_tokens",
+            "blocked_by",
+        ):
+            value = getattr(ctx, name)
+            if value is not None:
+                fields[name] = value
+        if ctx.stream:
+            fields["stream"] = True
+        logger.info("request", extra={"fields": fields})
+
+    # ------------------------------------------------------------------- helpers
+
+    def _authenticate(self, request: web.Request, runtime: Runtime) -> str | None:
+        if not runtime.policy.api_keys.enabled:
+            return None
+        key_id = self.keys.authenticate(auth.bearer_token(request.headers.get("Authorization")))
+        if key_id is None:
+            self.metrics.auth_failures.inc()
+            missing = "Authorization" not in request.headers
+            raise errors.unauthorized(
+                "Missing API key: send 'Authorization: Bearer <key>'."
+                if missing
+                else "Invalid API key."
+            )
+        request[CONTEXT].key_id = key_id
+        return key_id
+
+    def _rate_limit(self, runtime: Runtime, key_id: str | None, prompt_tokens: int) -> None:
+        if key_id is None or runtime.limiter is None:
+            return
+        refused = runtime.limiter.acquire(key_id, prompt_tokens)
+        if refused is not None:
+            limit, wait = refused
+            self.metrics.rate_limited.labels(limit).inc()
+            raise errors.rate_limited(limit, wait)
+
+    async def _read_json(
+        self, request: web.Request, runtime: Runtime
+    ) -> tuple[bytes, dict[str, Any]]:
+        """The request body, raw and as a JSON object, enforcing content type and size."""
+        if request.content_type != "application/json" and not request.content_type.endswith(
+            "+json"
+        ):
+            raise errors.unsupported_media_type(request.headers.get("Content-Type", ""))
+        raw = await self._read_raw(request, runtime.policy.max_body_bytes)
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise errors.invalid_request(
+                "The request body is not valid JSON.", code="invalid_json"
+            ) from None
+        if not isinstance(body, dict):
+            raise errors.invalid_request(
+                "The request body must be a JSON object.", code="invalid_json"
+            )
+        return raw, body
+
+    @staticmethod
+    async def _read_raw(request: web.Request, limit: int) -> bytes:
+        if request.content_length is not None and request.content_length > limit:
+            raise errors.body_too_large(limit)
+        buffer = bytearray()
+        while True:
+            try:
+                chunk = await request.content.readany()
+            except (aiohttp.ClientPayloadError, http_exceptions.HttpProcessingError):
+                raise errors.invalid_request(
+                    "The request body could not be read completely.", code="incomplete_body"
+                ) from None
+            if not chunk:
+                break
+            buffer += chunk
+            if len(buffer) > limit:
+                raise errors.body_too_large(limit)
+        return bytes(buffer)
+
+    def _record(self, stage: str, findings: tuple[pipeline.Finding, ...]) -> None:
+        for finding in findings:
+            self.metrics.guardrail_verdicts.labels(stage, finding.check, finding.action.value).inc()
+
+    async def _send(
+        self, request: web.Request, path: str, body: bytes | None, runtime: Runtime
+    ) -> aiohttp.ClientResponse:
+        ctx = request[CONTEXT]
+        ctx.proxied = True
+        headers = self.upstream.headers(
+            request.headers, ctx.request_id, not runtime.policy.api_keys.enabled
+        )
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        started = time.perf_counter()
+        try:
+            return await self.upstream.send(request.method, path, headers, body)
+        except errors.GatewayError as exc:
+            self.metrics.upstream_errors.labels(exc.code or "error").inc()
+            raise
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - started
+
+    async def _read_upstream(self, ctx: RequestContext, response: aiohttp.ClientResponse) -> bytes:
+        started = time.perf_counter()
+        try:
+            return await upstream.read_body(response)
+        except errors.GatewayError as exc:
+            self.metrics.upstream_errors.labels(exc.code or "error").inc()
+            raise
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - started
+
+    @staticmethod
+    def _passthrough(response: aiohttp.ClientResponse, body: bytes) -> web.Response:
+        content_type = response.headers.get("Content-Type", "application/json")
+        if response.status >= 400 and not content_type.startswith("application/json"):
+            return errors.GatewayError(
+                response.status,
+                f"The model server answered HTTP {response.status}.",
+                "server_error" if response.status >= 500 else "invalid_request_error",
+                "upstream_error",
+            ).response()
+        return web.Response(
+            status=response.status, body=body, headers={"Content-Type": content_type}
+        )
+
+    def _count_tokens(self, ctx: RequestContext, runtime: Runtime, usage: sse.Usage) -> None:
+        model = ctx.model or "unknown"
+        ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        self.metrics.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+        self.metrics.completion_tokens.labels(model).inc(usage.completion_tokens)
+        pricing = runtime.policy.pricing
+        if pricing.input_per_million_tokens:
+            self.metrics.cost.labels(model, "input").inc(
+                usage.prompt_tokens * pricing.input_per_million_tokens / 1e6
+            )
+        if pricing.output_per_million_tokens:
+            self.metrics.cost.labels(model, "output").inc(
+                usage.completion_tokens * pricing.output_per_million_tokens / 1e6
+            )
+
+    # ------------------------------------------------------------ simple routes
+
+    async def health(self, request: web.Request) -> web.Response:
+        """The gateway process is alive."""
+        return web.json_response({"status": "ok"})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        """Ready only when the engine's /health answers 200."""
+        if await self.upstream.health():
+            return web.json_response({"status": "ready"})
+        return errors.GatewayError(
+            503,
+            "The model server is not ready.",
+            "server_error",
+            "upstream_not_ready",
+            headers=errors.retry_after(2),
+        ).response()
+
+    async def own_metrics(self, request: web.Request) -> web.Response:
+        """The gateway's metrics."""
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def engine_metrics(self, request: web.Request) -> web.Response:
+        """The engine's metrics, proxied."""
+        ctx = request[CONTEXT]
+        response = await self._send(request, "/metrics", None, self.runtime)
+        try:
+            body = await self._read_upstream(ctx, response)
+        finally:
+            response.close()
+        ctx.proxied = False  # a scrape, not a model request
+        return web.Response(
+            status=response.status,
+            body=body,
+            headers={"Content-Type": response.headers.get("Content-Type", "text/plain")},
+        )
+
+    async def models(self, request: web.Request) -> web.Response:
+        """The engine's model list."""
+        runtime = self.runtime
+        self._authenticate(request, runtime)
+        response = await self._send(request, MODELS, None, runtime)
+        try:
+            body = await self._read_upstream(request[CONTEXT], response)
+        finally:
+            response.close()
+        return self._passthrough(response, body)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """Embeddings, passed through after authentication and the request budget."""
+        runtime = self.runtime
+        key_id = self._authenticate(request, runtime)
+        raw, body = await self._read_json(request, runtime)
+        if isinstance(body.get("model"), str):
+            request[CONTEXT].model = body["model"]
+        self._rate_limit(runtime, key_id, 0)
+        response = await self._send(request, EMBEDDINGS, raw, runtime)
+        try:
+            raw = await self._read_upstream(request[CONTEXT], response)
+        finally:
+            response.close()
+        return self._passthrough(response, raw)
+
+    # --------------------------------------------------------- checked routes
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/chat/completions."""
+        return await self._generate(request, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/completions."""
+        return await self._generate(request, chat=False)
+
+    def _check_total_length(
+        self, ctx: RequestContext, runtime: Runtime, slots: list[TextSlot]
+    ) -> None:
+        """maxPromptTokens over all messages together (the guard checks each text alone)."""
+        limit = runtime.policy.input.max_prompt_tokens
+        if limit is None or len(slots) < 2:
+            return
+        over = self.tokens.exceeds("\n".join(slot.text for slot in slots), limit)
+        if over is None:
+            return
+        message = f"the messages have {over} tokens together; the limit is {limit}"
+        if not self.tokens.exact:
+            message += " (estimated)"
+        finding = pipeline.Finding(pipeline.PROMPT_LENGTH, policy.Action.BLOCK, 1.0, None, message)
+        self._record("input", (finding,))
+        ctx.blocked_by = finding.check
+        raise errors.guardrail_violation(finding)
+
+    async def _check_input(
+        self, request: web.Request, runtime: Runtime, slots: list[TextSlot]
+    ) -> bool:
+        """Run the input guardrails; True if a redaction changed the request body."""
+        guard = runtime.input_guard
+        if guard is None:
+            return False
+        ctx = request[CONTEXT]
+        changed = False
+        started = time.perf_counter()
+        try:
+            self._check_total_length(ctx, runtime, slots)
+            for slot in slots:
+                result = guard.check(slot.text)
+                if result.findings:
+                    self._record("input", result.findings)
+                blocked = result.blocked
+                if blocked is not None:
+                    ctx.blocked_by = blocked.check
+                    raise errors.guardrail_violation(blocked)
+                if result.text != slot.text:
+                    slot.replace(result.text)
+                    changed = True
+        finally:
+            self.metrics.guardrail_duration.labels("input").observe(time.perf_counter() - started)
+        if not runtime.policy.input.judge.enabled:
+            return changed
+        started = time.perf_counter()
+        try:
+            finding = await guard.judge(
+                self.upstream.session, "\n\n".join(slot.container[slot.key] for slot in slots)
+            )
+        finally:
+            self.metrics.guardrail_duration.labels("judge").observe(time.perf_counter() - started)
+        if finding is not None:
+            self._record("judge", (finding,))
+            if finding.action is policy.Action.BLOCK:
+                ctx.blocked_by = finding.check
+                raise errors.guardrail_violation(finding)
+        return changed
+
+    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        runtime = self.runtime
+        ctx = request[CONTEXT]
+        route = CHAT if chat else COMPLETIONS
+        key_id = self._authenticate(request, runtime)
+        raw, body = await self._read_json(request, runtime)
+        model = body.get("model")
+        ctx.model = model if isinstance(model, str) else self.settings.model_name
+        stream = body.get("stream") is True
+        ctx.stream = stream
+        slots = text_slots(body, chat)
+        estimate = 0
+        if runtime.limiter is not None and runtime.limiter.tokens_per_minute is not None:
+            estimate = sum(self.tokens.count(slot.text) for slot in slots)
+        self._rate_limit(runtime, key_id, estimate)
+        if await self._check_input(request, runtime, slots):
+            raw = b""  # redacted: the body must be serialised again
+
+        lookup: cache.RequestKey | None = None
+        vector: embed.Vector | None = None
+        if runtime.cache is not None:
+            lookup = cache.request_key(route, body, runtime.policy.cache.cache_non_deterministic)
+            if lookup is not None:
+                hit, vector = await self._cache_lookup(runtime, runtime.cache, lookup)
+                ctx.cache = hit.headers["X-Cache"] if hit is not None else "miss"
+                if hit is not None:
+                    return hit
+
+        if stream:
+            return await self._stream(request, runtime, route, body, chat, key_id, estimate)
+
+        payload = raw or json.dumps(body).encode()
+        response = await self._send(request, route, payload, runtime)
+        try:
+            raw = await self._read_upstream(ctx, response)
+        finally:
+            response.close()
+        if response.status != 200:
+            return self._passthrough(response, raw)
+        out, usage = self._check_output(request, runtime, raw, chat)
+        if usage is not None:
+            self._count_tokens(ctx, runtime, usage)
+            if key_id is not None and runtime.limiter is not None:
+                runtime.limiter.charge(
+                    key_id, usage.prompt_tokens + usage.completion_tokens - estimate
+                )
+        if runtime.cache is not None and lookup is not None:
+            runtime.cache.put(
+                lookup,
+                vector,
+                cache.CachedResponse(
+                    out,
+                    usage.prompt_tokens if usage else 0,
+                    usage.completion_tokens if usage else 0,
+                ),
+            )
+            self.metrics.cache_entries.set(len(runtime.cache))
+        headers = {"Content-Type": "application/json"}
+        if runtime.cache is not None:
+            headers["X-Cache"] = "miss" if lookup is not None else "bypass"
+        return web.Response(status=200, body=out, headers=headers)
+
+    async def _cache_lookup(
+        self, runtime: Runtime, response_cache: cache.SemanticCache, lookup: cache.RequestKey
+    ) -> tuple[web.Response | None, embed.Vector | None]:
+        """A response from the cache, or None and the embedding computed for storing later."""
+        entry = response_cache.get_exact(lookup.exact)
+        kind = "exact"
+        vector: embed.Vector | None = None
+        if entry is None and lookup.text is not None and runtime.embedder is not None:
+            try:
+                vector = await runtime.embedder.embed(lookup.text)
+            except embed.EmbedderError as exc:
+                self.metrics.embedder_errors.inc()
+                logger.warning("embedding failed, exact matching only: %s", exc)
+            if vector is not None:
+                found = response_cache.get_similar(lookup.context, vector)
+                if found is not None:
+                    entry, kind = found[0], "semantic"
+        if entry is None:
+            self.metrics.cache_misses.inc()
+            return None, vector
+        self.metrics.cache_hits.labels(kind).inc()
+        return (
+            web.Response(
+                status=200,
+                body=entry.response.body,
+                headers={"Content-Type": "application/json", "X-Cache": f"hit_{kind}"},
+            ),
+            vector,
+        )
+
+    def _check_output(
+        self, request: web.Request, runtime: Runtime, raw: bytes, chat: bool
+    ) -> tuple[bytes, sse.Usage | None]:
+        """Apply the output guardrails to each choice of a complete response."""
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise errors.upstream_failed("the response is not JSON") from None
+        if not isinstance(data, dict):
+            raise errors.upstream_failed("the response is not a JSON object")
+        usage: sse.Usage | None = None
+        reported = data.get("usage")
+        if isinstance(reported, dict):
+            usage = sse.Usage(
+                int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0)
+            )
+        guard = runtime.output_guard
+        choices = data.get("choices")
+        if guard is None or not isinstance(choices, list):
+            return raw, usage
+        changed = False
+        started = time.perf_counter()
+        try:
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    continue
+                holder = choice.get("message") if chat else choice
+                key = "content" if chat else "text"
+                if not isinstance(holder, dict) or not isinstance(holder.get(key), str):
+                    continue
+                result = guard.check(holder[key])
+                if result.findings:
+                    self._record("output", result.findings)
+                blocked = result.blocked
+                if blocked is not None:
+                    request[CONTEXT].blocked_by = blocked.check
+                    raise errors.guardrail_violation(blocked)
+                if result.text != holder[key]:
+                    holder[key] = result.text
+                    changed = True
+        finally:
+            self.metrics.guardrail_duration.labels("output").observe(time.perf_counter() - started)
+        if not changed:
+            return raw, usage
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), usage
+
+    async def _stream(
+        self,
+        request: web.Request,
+        runtime: Runtime,
+        route: str,
+        body: dict[str, Any],
+        chat: bool,
+        key_id: str | None,
+        estimate: int,
+    ) -> web.StreamResponse:
+        """Proxy an SSE stream, scanning each choice incrementally."""
+        ctx = request[CONTEXT]
+        options = body.get("stream_options")
+        client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        if not client_wants_usage:
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        response = await self._send(request, route, json.dumps(body).encode(), runtime)
+        try:
+            content_type = response.headers.get("Content-Type", "")
+            if response.status != 200 or not content_type.startswith("text/event-stream"):
+                raw = await self._read_upstream(ctx, response)
+                return self._passthrough(response, raw)
+            out = web.StreamResponse(
+                status=200, headers={**_SSE_HEADERS, "X-Request-Id": ctx.request_id}
+            )
+            await out.prepare(request)
+            filter_ = sse.StreamFilter(
+                runtime.output_guard, chat, client_wants_usage, lambda f: self._record("output", f)
+            )
+            try:
+                await self._pump(ctx, response, out, filter_)
+            except ConnectionResetError:  # the client left; the finally below aborts the engine
+                ctx.client_gone = True
+                return out
+            except Exception:  # headers are sent: end the stream with an error event instead
+                logger.exception("stream failed")
+                with contextlib.suppress(ConnectionResetError):
+                    await out.write(sse.encode(errors.internal(ctx.request_id).body()) + sse.DONE)
+                return out
+            if filter_.usage is not None:
+                usage = filter_.usage
+                self._count_tokens(ctx, runtime, usage)
+                if key_id is not None and runtime.limiter is not None:
+                    runtime.limiter.charge(
+                        key_id, usage.prompt_tokens + usage.completion_tokens - estimate
+                    )
+            return out
+        finally:
+            response.close()
+
+    async def _pump(
+        self,
+        ctx: RequestContext,
+        response: aiohttp.ClientResponse,
+        out: web.StreamResponse,
+        filter_: sse.StreamFilter,
+    ) -> None:
+        splitter = sse.EventSplitter()
+        first_token = False
+        scan_seconds = 0.0
+        while not filter_.done:
+            started = time.perf_counter()
+            try:
+                chunk = await response.content.readany()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                ctx.upstream_seconds += time.perf_counter() - started
+                error = upstream.translate(exc)
+                self.metrics.upstream_errors.labels(error.code or "error").inc()
+                await out.write(sse.encode(error.body()) + sse.DONE)
+                return
+            now = time.perf_counter()
+            ctx.upstream_seconds += now - started
+            datas = splitter.feed(chunk) if chunk else splitter.close()
+            results = [filter_.feed(data) for data in datas]
+            if not chunk:
+                results.append(filter_.end_of_stream())
+            payload = b"".join(event for result in results for event in result.events)
+            scan_seconds += time.perf_counter() - now
+            for result in results:
+                if result.blocked is not None:
+                    ctx.blocked_by = result.blocked.check
+            if payload:
+                await out.write(payload)
+                if not first_token and any(result.has_text for result in results):
+                    first_token = True
+                    self.metrics.time_to_first_token.labels(ctx.model or "unknown").observe(
+                        time.perf_counter() - ctx.started
+                    )
+            if not chunk:
+                break
+        if filter_.guarded:
+            self.metrics.guardrail_duration.labels("output").observe(scan_seconds)
+        await out.write_eof()
+
+
+GATEWAY = web.AppKey("llm_gateway", Gateway)
+
+
+def build_app(
+    settings: config.Settings, registry: metrics.Metrics | None = None
+) -> web.Application:
+    """The gateway application for `settings`; a fresh metrics registry unless one is given."""
+    gateway = Gateway(settings, registry)
+    app = web.Application(middlewares=[gateway.middleware], client_max_size=2**31)
+    app[GATEWAY] = gateway
+    app.on_startup.append(gateway.startup)
+    app.on_cleanup.append(gateway.cleanup)
+    app.router.add_post(CHAT, gateway.chat)
+    app.router.add_post(COMPLETIONS, gateway.completions)
+    app.router.add_post(EMBEDDINGS, gateway.embeddings)
+    app.router.add_get(MODELS, gateway.models, allow_head=False)
+    app.router.add_get("/health", gateway.health, allow_head=False)
+    app.router.add_get("/ready", gateway.ready, allow_head=False)
+    app.router.add_get("/metrics", gateway.own_metrics, allow_head=False)
+    app.router.add_get("/metrics/engine", gateway.engine_metrics, allow_head=False)
+    return app

@@ -1,0 +1,108 @@
+"""Command line of the gateway sidecar: `llm-serving gateway` parses its flags here and serves.
+
+`main(argv)` reads the flags into `config.Settings`, switches logging to JSON
+lines, and runs the aiohttp application until SIGINT or SIGTERM, with handler
+cancellation on so that a client that disconnects cancels its upstream request at
+once. It returns a process exit code: 0 after a clean stop, 2 when the policy file
+given at start-up is invalid (the container then fails visibly instead of serving
+without the guardrails it was given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pathlib
+
+from aiohttp import web
+
+from llm_serving.gateway import app, config, jsonlog
+
+logger = logging.getLogger(__name__)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `llm-serving gateway` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="llm-serving gateway",
+        description="Guardrail gateway: an OpenAI-compatible reverse proxy in front of vLLM.",
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument(
+        "--upstream",
+        default="http://127.0.0.1:8000",
+        help="base URL of the engine (default http://127.0.0.1:8000)",
+    )
+    p.add_argument(
+        "--policy-file",
+        type=pathlib.Path,
+        help="guardrail policy (JSON or YAML, the CRD's spec.guardrails); reloaded when it "
+        "changes. Without it every default check is on.",
+    )
+    p.add_argument(
+        "--api-keys-dir",
+        type=pathlib.Path,
+        help="mounted Secret: one file per key id holding the SHA-256 hex digest of the key",
+    )
+    p.add_argument(
+        "--tokenizer",
+        type=pathlib.Path,
+        help="the model's tokenizer.json for exact prompt token counts (estimated without it)",
+    )
+    p.add_argument("--model-name", help="served model name, for metrics when requests omit it")
+    p.add_argument(
+        "--upstream-connections",
+        type=int,
+        default=512,
+        help="size of the connection pool to the engine (default 512)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info)",
+    )
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> config.Settings:
+    """Settings from parsed arguments."""
+    return config.Settings(
+        host=args.host,
+        port=args.port,
+        upstream=args.upstream,
+        policy_file=args.policy_file,
+        api_keys_dir=args.api_keys_dir,
+        tokenizer=args.tokenizer,
+        model_name=args.model_name,
+        upstream_connections=args.upstream_connections,
+    )
+
+
+def main(argv: list[str]) -> int:
+    """Run the gateway until stopped; returns the exit code."""
+    args = parser().parse_args(argv)
+    # Small matrices (toxicity classifier, embedder) only lose from a BLAS thread pool.
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    jsonlog.configure(args.log_level.upper())
+    settings = settings_from(args)
+    logger.info(
+        "gateway listening on %s:%d, engine %s", settings.host, settings.port, settings.upstream
+    )
+    try:
+        web.run_app(
+            app.build_app(settings),
+            host=settings.host,
+            port=settings.port,
+            handler_cancellation=True,
+            access_log=None,
+            print=None,
+            shutdown_timeout=30.0,
+        )
+    except config.PolicyError as exc:
+        logger.error("cannot start: %s", exc)
+        return 2
+    return 0

@@ -1,0 +1,68 @@
+"""The gateway's command line and its JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+
+from llm_serving.gateway import jsonlog, server
+
+
+def test_flags_become_settings() -> None:
+    args = server.parser().parse_args(
+        [
+            "--port", "9090", "--upstream", "http://engine:8000", "--policy-file", "/etc/p.json",
+            "--api-keys-dir", "/etc/keys", "--tokenizer", "/models/tokenizer.json",
+            "--model-name", "llama",
+        ]
+    )  # fmt: skip
+    settings = server.settings_from(args)
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 9090
+    assert settings.upstream == "http://engine:8000"
+    assert settings.policy_file == pathlib.Path("/etc/p.json")
+    assert settings.api_keys_dir == pathlib.Path("/etc/keys")
+    assert settings.tokenizer == pathlib.Path("/models/tokenizer.json")
+    assert settings.model_name == "llama"
+    defaults = server.settings_from(server.parser().parse_args([]))
+    assert (defaults.port, defaults.upstream, defaults.policy_file) == (
+        8080,
+        "http://127.0.0.1:8000",
+        None,
+    )
+
+
+def test_invalid_policy_file_exits_2(tmp_path: pathlib.Path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"enabled": "sometimes"}')
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    access = logging.getLogger("aiohttp.access")
+    access_level = access.level
+    try:  # main() installs the JSON handler on the root logger; put pytest's back after
+        code = server.main(["--host", "127.0.0.1", "--port", "0", "--policy-file", str(policy)])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        access.setLevel(access_level)
+    assert code == 2
+
+
+def test_json_log_line_carries_request_id_and_fields() -> None:
+    formatter = jsonlog.JsonFormatter()
+    record = logging.LogRecord(
+        "llm_serving.gateway.app", logging.INFO, __file__, 1, "request %s", ("done",), None
+    )
+    record.fields = {"status": 200, "route": "/v1/chat/completions"}
+    token = jsonlog.request_id.set("req-7")
+    try:
+        line = formatter.format(record)
+    finally:
+        jsonlog.request_id.reset(token)
+    entry = json.loads(line)
+    assert "\n" not in line
+    assert entry["msg"] == "request done"
+    assert entry["request_id"] == "req-7"
+    assert entry["status"] == 200
+    assert entry["level"] == "info"
