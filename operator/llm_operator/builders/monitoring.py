@@ -132,6 +132,34 @@ def prometheus_rule(target: common.Target) -> dict[str, Any] | None:
             },
         },
     ]
+    if target.gateway_enabled:
+        requests = f"sum(rate(llm_gateway_requests_total{{{sel}}}[5m]))"
+        rules += [
+            {
+                "alert": "LLMGatewayErrors",
+                "expr": f'sum(rate(llm_gateway_requests_total{{{sel},code=~"5.."}}[5m])) / '
+                f"clamp_min({requests}, 1e-9) > 0.05",
+                "for": "10m",
+                "labels": labels,
+                "annotations": {
+                    "summary": f"More than 5% of requests to {target.name} fail with 5xx.",
+                    "description": "The gateway answers 503/504 when the engine is down or "
+                    "too slow; check the engine's logs and readiness.",
+                },
+            },
+            {
+                "alert": "LLMGuardrailBlocksHigh",
+                "expr": "sum(rate(llm_gateway_guardrail_verdicts_total"
+                f'{{{sel},action="block"}}[15m])) / clamp_min({requests}, 1e-9) > 0.2',
+                "for": "15m",
+                "labels": labels,
+                "annotations": {
+                    "summary": f"Guardrails block more than 20% of requests to {target.name}.",
+                    "description": "Either an attack is under way or the policy is too strict "
+                    "for legitimate traffic; see llm_gateway_guardrail_verdicts_total by check.",
+                },
+            },
+        ]
     return {
         "apiVersion": MONITORING_API,
         "kind": "PrometheusRule",
