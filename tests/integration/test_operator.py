@@ -428,18 +428,42 @@ def test_rendered_objects_pass_server_side_dry_run(
 ) -> None:
     client = kube.Client(crd_installed.new_client())
     kinds: set[str] = set()
+    # Beyond the examples: every optional child at once.
+    everything = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "LLMDeployment",
+        "metadata": {"name": "everything"},
+        "spec": {
+            "model": {"uri": "pvc://weights/llama"},
+            "guardrails": {"enabled": True, "apiKeys": {"enabled": True, "secretName": "keys"}},
+            "modelCache": {"enabled": True},
+            "autoscaling": {"enabled": True, "provider": "hpa", "prometheusUrl": "http://p:9090"},
+            "observability": {"podMonitor": True, "serviceMonitor": True, "prometheusRule": True},
+        },
+    }
+    sources = [(p.name, p.read_text(encoding="utf-8")) for p in EXAMPLES]
+    sources.append(("everything", yaml.safe_dump(everything)))
     try:
-        for path in EXAMPLES:
-            documents = render.load_documents(path.read_text(encoding="utf-8"), path.name)
+        for source, text in sources:
+            documents = render.load_documents(text, source)
             doc = copy.deepcopy(documents[0])
             doc["metadata"]["namespace"] = namespace
             client.dry_run_apply(doc)
-            for obj in render.render_objects(documents, path.name, common.Options(), namespace):
+            for obj in render.render_objects(documents, source, common.Options(), namespace):
                 client.dry_run_apply(obj)
                 kinds.add(obj["kind"])
     finally:
         client.close()
-    assert {"ScaledObject", "PodMonitor", "PrometheusRule", "Deployment"} <= kinds
+    assert {
+        "ScaledObject",
+        "HorizontalPodAutoscaler",
+        "PodMonitor",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "PersistentVolumeClaim",
+        "ConfigMap",
+        "Deployment",
+    } <= kinds
 
 
 def test_leader_election_lets_one_holder_at_a_time(crd_installed: cluster.ControlPlane) -> None:
