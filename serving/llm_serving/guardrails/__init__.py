@@ -2,7 +2,9 @@
 
 `pipeline` is the API the gateway calls (`InputGuard`, `OutputGuard`,
 `StreamScanner`, `Finding`, `TextResult`); the checks live in their own modules:
-`injection` (rules plus similarity to a shipped attack corpus), `pii` (regular
+`injection` (weighted rules, similarity to a shipped attack corpus, and `learned`, a
+logistic regression over words and character n-grams trained offline by
+`hack/train_injection_model.py`, whose score is final), `pii` (regular
 expressions with checksums), `toxicity` (alt-profanity-check's model on a numpy fast
 path), `patterns` (operator deny patterns), `tokens` (prompt length, exact with a
 mounted ``tokenizer.json``), and `judge` (an optional Llama-Guard-style model over

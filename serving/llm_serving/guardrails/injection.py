@@ -1,11 +1,11 @@
-"""Offline prompt-injection and jailbreak detection: weighted rules plus corpus similarity.
+"""Offline prompt-injection and jailbreak detection: rules, corpus similarity, learned model.
 
 A prompt is first normalised against obfuscation (Unicode compatibility forms,
 accents, zero-width characters, Cyrillic look-alikes inside Latin words, leetspeak
 digits, hyphens and underscores inside words, letters spaced out one by one), and
 payloads it carries are decoded and appended (base64 and hex blobs, %-escapes, HTML
 entities, ROT13 when the prompt mentions it, the reversed text when it asks for
-reversal). Then two scorers run:
+reversal). Then three scorers run:
 
 * **Rules** (`rules`): 88 precompiled regular expressions in ten families
   (instruction override, role-play personas, system prompt extraction, fake
@@ -22,11 +22,20 @@ reversal). Then two scorers run:
   above the highest cosine any background prompt reaches, and leave-one-out attack
   exemplars reach a median of about 0.12, so this is a paraphrase net for close
   variants of known attacks, not the main detector.
+* **Learned model** (`learned`): a logistic regression over the prompt's words,
+  word pairs and character n-grams plus the two scores above and the names of the
+  fired rules, trained offline on ``data/injection_train.jsonl`` (a set written apart
+  from the rules' evaluation set). The rules were tuned on their own evaluation set;
+  on prompts phrased by someone else they miss about half of the attacks. The model
+  learns from many phrasings how much each piece of evidence is worth, and gives the
+  final score.
 
-The final score is ``1 - (1 - rules) * (1 - similarity)`` in 0..1, compared by the
-caller with the policy threshold (0.5 by default). Everything is compiled at
-construction; scoring a benign 1 KB prompt takes about 0.15 ms on one core, and the
-cost grows linearly with the text (about 1 ms per 1-3 KB in the worst case).
+``1 - (1 - rules) * (1 - similarity)`` is kept as `Verdict.heuristic`. The verdict's
+score is the model's, in 0..1 with 0.5 as the cross-validated operating point, except
+that a heuristic score at or above `RULE_FLOOR` (several strong rules at once) is
+never overruled. The caller compares the score with the policy threshold (0.5 by
+default). Everything is compiled or loaded at construction; scoring a benign 1 KB
+prompt takes about 0.25 ms on one core, and the cost grows linearly with the text.
 Nothing here logs or stores prompt text.
 """
 
@@ -50,7 +59,7 @@ from collections.abc import Iterable
 import numpy as np
 import numpy.typing as npt
 
-from llm_serving.guardrails import rules
+from llm_serving.guardrails import learned, rules
 
 # --------------------------------------------------------------------------- normalisation
 
@@ -162,11 +171,33 @@ def decoded_views(text: str, lowered: str, longest_word: int) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """Result of one prompt: score in 0..1, rule names that fired, best corpus cosine."""
+    """Result of one prompt: score in 0..1, rule names that fired, best corpus cosine.
+
+    `score` is the learned model's (see `learned`), which weighs the rules and the
+    similarity together with the prompt's words; `heuristic` is the rules plus
+    similarity score on its own, for diagnostics.
+    """
 
     score: float
     rules: tuple[str, ...]
     similarity: float
+    heuristic: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What the learned model reads about one prompt (see `Detector.evidence`)."""
+
+    tokens: list[str]
+    """Model tokens of the normalised prompt and of the payloads decoded from it."""
+    rules: tuple[str, ...]
+    """Names of the rules that fired."""
+    heuristic: float
+    """Rules and similarity combined by noisy-OR, in 0..1."""
+    similarity: float
+    """Best cosine to the attack corpus."""
+    extras: dict[str, float]
+    """The non-text features of `learned.extra_features`."""
 
 
 _SENTENCE_MARK = "\x00"
@@ -197,6 +228,12 @@ WINDOW = 32
 STRIDE = 16
 SIMILARITY_LOW = 0.35
 SIMILARITY_HIGH = 0.75
+RULE_FLOOR = 0.9
+"""A rules+similarity score at or above this is kept even if the learned model disagrees.
+
+On the model's training set, which the rules were never tuned on, one benign prompt in
+about a thousand reaches it; the floor only guards the rules' most confident verdicts.
+"""
 _STOPWORDS_TEXT = (
     "a an the and or but if of to in on at by for with from as is are was were be been being "
     "it its this that these those i me my we our you your he she they them his her their "
@@ -389,7 +426,8 @@ def _best_window(
 class Detector:
     """Scores prompts for injection and jailbreak attempts (see the module docstring)."""
 
-    def __init__(self, corpus: Corpus | None = None) -> None:
+    def __init__(self, corpus: Corpus | None = None, model: learned.Model | None = None) -> None:
+        self._model = model if model is not None else learned.shared()
         self._rules = rules.RULES
         self._trigger_words = frozenset().union(
             *(group for rule in rules.RULES for group in rule.need)
@@ -416,12 +454,28 @@ class Detector:
 
     def score(self, text: str) -> Verdict:
         """Score one prompt. Pure and thread-safe."""
+        evidence = self.evidence(text)
+        score = self._model.score(evidence.tokens, evidence.extras)
+        if evidence.heuristic >= RULE_FLOOR:
+            score = max(score, evidence.heuristic)
+        return Verdict(
+            round(score, 4),
+            evidence.rules,
+            round(evidence.similarity, 4),
+            round(evidence.heuristic, 4),
+        )
+
+    def evidence(self, text: str) -> Evidence:
+        """Normalise `text`, decode its payloads, run the rules and the similarity index."""
         normalized = normalize(text)
         marked = _mark_sentences(normalized)
         stream = marked.translate(rules.TOKEN_TABLE).split()
         views = decoded_views(text, text.lower(), max(map(len, stream), default=0))
+        model_text = normalized
         if views:
-            extra = _mark_sentences("\n".join(normalize(view) for view in views))
+            plain = "\n".join(normalize(view) for view in views)
+            model_text = normalized + "\n" + plain
+            extra = _mark_sentences(plain)
             normalized = normalized + "\n" + extra
             marked = marked + _SPACED_MARK + extra
             stream += [_SENTENCE_MARK, *extra.translate(rules.TOKEN_TABLE).split()]
@@ -438,8 +492,14 @@ class Detector:
         similarity = self._similarity.best(tokens)
         scaled = (similarity - SIMILARITY_LOW) / (SIMILARITY_HIGH - SIMILARITY_LOW)
         similarity_score = min(1.0, max(0.0, scaled))
-        score = 1.0 - (1.0 - rule_score) * (1.0 - similarity_score)
-        return Verdict(round(score, 4), tuple(names), round(similarity, 4))
+        heuristic = 1.0 - (1.0 - rule_score) * (1.0 - similarity_score)
+        return Evidence(
+            learned.tokens(model_text),
+            tuple(names),
+            heuristic,
+            similarity,
+            learned.extra_features(names, heuristic, similarity_score),
+        )
 
     def _fire(
         self, normalized: str, marked: str, stream: list[str], tokens: list[str]
@@ -526,5 +586,5 @@ class Detector:
 
 @functools.cache
 def shared() -> Detector:
-    """The process-wide detector over the shipped corpus (built once, in about 20 ms)."""
+    """The process-wide detector over the shipped corpus and model (built once, in about 60 ms)."""
     return Detector()

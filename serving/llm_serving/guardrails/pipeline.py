@@ -180,7 +180,7 @@ class InputGuard:
         if self._injection is not None:
             verdict = self._injection.score(text)
             if verdict.score >= self._threshold:
-                reasons = ", ".join(verdict.rules[:3]) or "similar to known attacks"
+                reasons = ", ".join(verdict.rules[:3]) or "learned model"
                 findings.append(
                     Finding(
                         PROMPT_INJECTION,

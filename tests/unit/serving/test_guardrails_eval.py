@@ -6,8 +6,10 @@ while developing the rules, ``holdout`` and ``holdout2`` were each written later
 scored once before the rules were changed again. Those first scores are the honest
 estimate for unseen phrasing: holdout detection 0.800 at FPR 0.017, holdout2 detection
 0.688 at FPR 0.020 (the generic gaps they exposed were then fixed, so today's numbers
-on them are in-sample). None of it is in the corpus shipped with the package. Run with
-``-s`` to see the tables.
+on them are in-sample). None of it is in the corpus shipped with the package or in the
+learned model's training set (``data/injection_train.jsonl``), which never saw this
+file: for the learned model this whole set is out of sample. Run with ``-s`` to see
+the tables.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from llm_serving import policy
 from llm_serving.guardrails import injection, pii
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "data" / "guardrails"
+TRAINING_SET = (
+    pathlib.Path(__file__).resolve().parents[3]
+    / "serving"
+    / "llm_serving"
+    / "data"
+    / "injection_train.jsonl"
+)
 THRESHOLD = policy.PromptInjectionCheck().threshold
 
 
@@ -47,8 +56,11 @@ def test_eval_set_shape(injection_rows: list[dict[str, Any]]) -> None:
 
 
 def test_eval_set_is_disjoint_from_the_shipped_corpus(injection_rows: list[dict[str, Any]]) -> None:
+    """Neither the similarity corpus nor the learned model's training set holds an eval prompt."""
     corpus = injection.Corpus.load_default()
     shipped = set(corpus.attacks) | set(corpus.background)
+    with TRAINING_SET.open(encoding="utf-8") as handle:
+        shipped |= {json.loads(line)["text"] for line in handle if line.strip()}
     shipped_normalized = {injection.normalize(text).strip() for text in shipped}
     overlap = [row["text"] for row in injection_rows if row["text"] in shipped]
     assert overlap == []
