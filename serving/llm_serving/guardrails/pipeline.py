@@ -9,10 +9,11 @@ action, a score and, for PII, the entity kind; their messages never contain the
 matched text, so they can go to clients, logs and metrics as they are.
 
 Streams are scanned by a `StreamScanner` per choice: it holds back the last
-``streamHoldbackChars`` characters (and any unfinished whitespace-free run, any
-entity that straddles the cut, and any private-key block whose END has not arrived)
-so that an entity split across chunks is still redacted or blocked before any of it
-is emitted.
+``streamHoldbackChars`` characters from the first digit in them on (all of them when
+deny patterns are set), any unfinished whitespace-free run, any entity that
+straddles the cut, and any private-key block whose END has not arrived, so that an
+entity split across chunks is still redacted or blocked before any of it is
+emitted, while plain prose is released word by word.
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ class _TextChecks:
     @property
     def deny_action(self) -> policy.Action:
         return self._deny.action
+
+    @property
+    def has_deny_patterns(self) -> bool:
+        return bool(self._deny)
 
     @property
     def pii_action(self) -> policy.Action:
@@ -363,7 +368,19 @@ class StreamScanner:
         """How much of `buffer` may be emitted now."""
         if self._holdback == 0:
             return len(buffer)
-        boundary = max(0, len(buffer) - self._holdback)
+        window = max(0, len(buffer) - self._holdback)
+        if self._guard._text.has_deny_patterns:
+            # A deny pattern may match any text: hold the whole window.
+            boundary = window
+        else:
+            # Every PII kind that can contain white space (cards, phone numbers, IBANs,
+            # SSNs) contains digits, and the others (e-mail, credentials, IPv6) are
+            # whitespace-free runs, held below. So without a digit in the window only
+            # the unfinished last word need wait, and prose streams word by word.
+            digit = next((i for i in range(window, len(buffer)) if buffer[i].isdigit()), None)
+            boundary = len(buffer) if digit is None else digit
+        if boundary == len(buffer) and buffer and not buffer[-1].isspace():
+            boundary -= 1  # inside the trailing run: moved to its start below
         # Never cut inside a whitespace-free run (tokens, keys, e-mail addresses).
         if 0 < boundary < len(buffer) and not buffer[boundary].isspace():
             start = boundary

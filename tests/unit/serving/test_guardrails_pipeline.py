@@ -182,13 +182,48 @@ def test_email_split_across_two_chunks_is_redacted() -> None:
     assert [(f.check, f.entity) for f in findings] == [("pii", "email")]
 
 
-def test_stream_holds_back_only_a_window() -> None:
+def test_prose_streams_word_by_word() -> None:
+    text = "The quick brown fox jumps over the lazy dog again and agai"
+    scanner = output_guard(streamHoldbackChars=64).stream()
+    emitted = scanner.feed(text).text
+    # Only the unfinished last word waits: no digit, no deny pattern, nothing to hold.
+    assert emitted == "The quick brown fox jumps over the lazy dog again and "
+    assert emitted + scanner.feed("n.").text + scanner.finish().text == text + "n."
+
+
+def test_window_held_from_the_first_digit() -> None:
+    text = "Sure, the number you asked about is 415 555 26"
+    scanner = output_guard(streamHoldbackChars=64).stream()
+    emitted = scanner.feed(text).text
+    assert emitted == "Sure, the number you asked about is "
+    rest = scanner.feed("71, call it.").text + scanner.finish().text
+    assert emitted + rest == "Sure, the number you asked about is [PHONE], call it."
+
+
+def test_deny_patterns_hold_the_whole_window() -> None:
     text = "The quick brown fox jumps over the lazy dog again and again"
-    scanner = output_guard(streamHoldbackChars=10).stream()
+    scanner = output_guard(
+        streamHoldbackChars=10, denyPatterns={"patterns": ["lazy\\s+cat"]}
+    ).stream()
     emitted = scanner.feed(text).text
     assert text.startswith(emitted)
     assert 10 <= len(text) - len(emitted) <= 10 + len("again")  # window, not cut inside a word
     assert emitted + scanner.finish().text == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Call me on 415 555 2671 or +44 20 7946 0958 tomorrow, thanks.",
+        "Wire it to DE89 3704 0044 0532 0130 00 today; my SSN is 078-05-1120 ok.",
+        "Write to jane.doe@example.com and use key AKIAIOSFODNN7EXAMPLE please.",
+        "Plain prose with no entities at all, streamed in tiny pieces to the end.",
+    ],
+)
+def test_char_by_char_stream_matches_whole_text(text: str) -> None:
+    guard = output_guard()
+    streamed, _ = stream_all(guard.stream(), list(text))
+    assert streamed == guard.check(text).text
 
 
 def test_random_chunking_matches_whole_text() -> None:
