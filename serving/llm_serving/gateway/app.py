@@ -26,18 +26,28 @@ import asyncio
 import collections.abc
 import contextlib
 import dataclasses
-import json
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import aiohttp
 from aiohttp import http_exceptions, typedefs, web
 
 from llm_serving import policy
-from llm_serving.gateway import auth, cache, config, embed, errors, jsonlog, metrics, sse, upstream
+from llm_serving.gateway import (
+    auth,
+    cache,
+    config,
+    embed,
+    errors,
+    fastjson,
+    jsonlog,
+    metrics,
+    sse,
+    upstream,
+)
 from llm_serving.guardrails import pipeline, tokens
 
 logger = logging.getLogger(__name__)
@@ -91,10 +101,31 @@ class RequestContext:
 CONTEXT = web.RequestKey("llm_gateway_context", RequestContext)
 
 
+class _RouteMetrics:
+    """The metric children of one route, bound once instead of looked up per request."""
+
+    def __init__(self, registry: metrics.Metrics, route: str) -> None:
+        self._registry = registry
+        self._route = route
+        self._requests: dict[tuple[str, int], metrics.Counter] = {}
+        self.duration = registry.request_duration.labels(route)
+        self.added = registry.added_latency.labels(route)
+        self.upstream = registry.upstream_duration.labels(route)
+
+    def requests(self, method: str, status: int) -> metrics.Counter:
+        """The request counter child for a method and status."""
+        child = self._requests.get((method, status))
+        if child is None:
+            child = self._requests[method, status] = self._registry.requests.labels(
+                self._route, method, str(status)
+            )
+        return child
+
+
 def _request_id(header: str | None) -> str:
     if header and _REQUEST_ID.match(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 32 hex digits, like uuid4().hex without the object
 
 
 def _route_label(request: web.Request) -> str:
@@ -169,6 +200,10 @@ class Gateway:
         self._runtime: Runtime | None = None
         self._watcher = config.Watcher(settings.poll_interval)
         self._tasks: list[asyncio.Task[None]] = []
+        # Metric children used on every checked request, bound once.
+        self._input_seconds = self.metrics.guardrail_duration.labels("input")
+        self._output_seconds = self.metrics.guardrail_duration.labels("output")
+        self._routes: dict[str, _RouteMetrics] = {}
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -352,7 +387,11 @@ class Gateway:
             self.metrics.client_disconnects.labels(ctx.route).inc()
             raise
         finally:
-            self._finish(request, ctx, status)
+            # Metrics and the log line are recorded right after aiohttp has written the
+            # response (the next turn of the loop, in this request's context), so that
+            # the client does not wait for them.
+            elapsed = time.perf_counter() - started
+            asyncio.get_running_loop().call_soon(self._finish, request.method, ctx, status, elapsed)
             self.metrics.in_flight.dec()
             jsonlog.request_id.reset(token)
 
@@ -367,20 +406,22 @@ class Gateway:
             exc.status, exc.reason, "invalid_request_error" if exc.status < 500 else "server_error"
         )
 
-    def _finish(self, request: web.Request, ctx: RequestContext, status: int) -> None:
-        elapsed = time.perf_counter() - ctx.started
-        m = self.metrics
-        m.requests.labels(ctx.route, request.method, str(status)).inc()
-        m.request_duration.labels(ctx.route).observe(elapsed)
+    def _finish(self, method: str, ctx: RequestContext, status: int, elapsed: float) -> None:
+        """Count and time a finished request, and write its log line."""
+        route = self._routes.get(ctx.route)
+        if route is None:
+            route = self._routes[ctx.route] = _RouteMetrics(self.metrics, ctx.route)
+        route.requests(method, status).inc()
+        route.duration.observe(elapsed)
         if ctx.proxied and status != CLIENT_CLOSED:
-            m.added_latency.labels(ctx.route).observe(max(0.0, elapsed - ctx.upstream_seconds))
-            m.upstream_duration.labels(ctx.route).observe(ctx.upstream_seconds)
+            route.added.observe(max(0.0, elapsed - ctx.upstream_seconds))
+            route.upstream.observe(ctx.upstream_seconds)
         if not logger.isEnabledFor(logging.INFO):
             return
         if ctx.route in ("/health", "/ready", "/metrics", "/metrics/engine") and status < 400:
             return  # probes and scrapes would drown the log
         fields: dict[str, Any] = {
-            "method": request.method,
+            "method": method,
             "route": ctx.route,
             "status": status,
             "duration_ms": round(elapsed * 1000, 3),
@@ -432,14 +473,15 @@ class Gateway:
         self, request: web.Request, runtime: Runtime
     ) -> tuple[bytes, dict[str, Any]]:
         """The request body, raw and as a JSON object, enforcing content type and size."""
-        if request.content_type != "application/json" and not request.content_type.endswith(
-            "+json"
+        if request.headers.get("Content-Type") != "application/json" and (
+            request.content_type != "application/json"
+            and not request.content_type.endswith("+json")
         ):
             raise errors.unsupported_media_type(request.headers.get("Content-Type", ""))
         raw = await self._read_raw(request, runtime.policy.max_body_bytes)
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = fastjson.loads(raw)
+        except (fastjson.JSONDecodeError, UnicodeDecodeError):
             raise errors.invalid_request(
                 "The request body is not valid JSON.", code="invalid_json"
             ) from None
@@ -453,7 +495,8 @@ class Gateway:
     async def _read_raw(request: web.Request, limit: int) -> bytes:
         if request.content_length is not None and request.content_length > limit:
             raise errors.body_too_large(limit)
-        buffer = bytearray()
+        chunks: list[bytes] = []
+        size = 0
         while True:
             try:
                 chunk = await request.content.readany()
@@ -463,10 +506,11 @@ class Gateway:
                 ) from None
             if not chunk:
                 break
-            buffer += chunk
-            if len(buffer) > limit:
+            size += len(chunk)
+            if size > limit:
                 raise errors.body_too_large(limit)
-        return bytes(buffer)
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _record(self, stage: str, findings: tuple[pipeline.Finding, ...]) -> None:
         for finding in findings:
@@ -646,7 +690,7 @@ class Gateway:
                     slot.replace(result.text)
                     changed = True
         finally:
-            self.metrics.guardrail_duration.labels("input").observe(time.perf_counter() - started)
+            self._input_seconds.observe(time.perf_counter() - started)
         if not runtime.policy.input.judge.enabled:
             return changed
         started = time.perf_counter()
@@ -694,7 +738,7 @@ class Gateway:
         if stream:
             return await self._stream(request, runtime, route, body, chat, key_id, estimate)
 
-        payload = raw or json.dumps(body).encode()
+        payload = raw or fastjson.dumps(body)
         response = await self._send(request, route, payload, runtime)
         try:
             raw = await self._read_upstream(ctx, response)
@@ -760,8 +804,8 @@ class Gateway:
     ) -> tuple[bytes, sse.Usage | None]:
         """Apply the output guardrails to each choice of a complete response."""
         try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = fastjson.loads(raw)
+        except (fastjson.JSONDecodeError, UnicodeDecodeError):
             raise errors.upstream_failed("the response is not JSON") from None
         if not isinstance(data, dict):
             raise errors.upstream_failed("the response is not a JSON object")
@@ -796,10 +840,10 @@ class Gateway:
                     holder[key] = result.text
                     changed = True
         finally:
-            self.metrics.guardrail_duration.labels("output").observe(time.perf_counter() - started)
+            self._output_seconds.observe(time.perf_counter() - started)
         if not changed:
             return raw, usage
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), usage
+        return fastjson.dumps(data), usage
 
     async def _stream(
         self,
@@ -820,7 +864,7 @@ class Gateway:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        response = await self._send(request, route, json.dumps(body).encode(), runtime)
+        response = await self._send(request, route, fastjson.dumps(body), runtime)
         try:
             content_type = response.headers.get("Content-Type", "")
             if response.status != 200 or not content_type.startswith("text/event-stream"):
@@ -895,7 +939,7 @@ class Gateway:
             if not chunk:
                 break
         if filter_.guarded:
-            self.metrics.guardrail_duration.labels("output").observe(scan_seconds)
+            self._output_seconds.observe(scan_seconds)
         await out.write_eof()
 
 

@@ -10,13 +10,13 @@ never quote the prompt or the completion.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from llm_serving.gateway import fastjson
 from llm_serving.guardrails import pipeline
 
 JSON_CONTENT_TYPE = "application/json"
@@ -33,7 +33,7 @@ def error_bytes(
     message: str, type_: str, code: str | None = None, param: str | None = None
 ) -> bytes:
     """The OpenAI error document, serialised."""
-    return json.dumps(error_body(message, type_, code, param), separators=(",", ":")).encode()
+    return fastjson.dumps(error_body(message, type_, code, param))
 
 
 class GatewayError(Exception):
@@ -67,7 +67,7 @@ class GatewayError(Exception):
             headers["X-Request-Id"] = request_id
         return web.Response(
             status=self.status,
-            body=json.dumps(self.body(), separators=(",", ":")).encode(),
+            body=fastjson.dumps(self.body()),
             content_type=JSON_CONTENT_TYPE,
             headers=headers,
         )

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextvars
 import datetime
-import json
 import logging
 import sys
 from typing import Any
+
+from llm_serving.gateway import fastjson
 
 #: The id of the request being handled by the current task, if any.
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -24,13 +25,27 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 class JsonFormatter(logging.Formatter):
-    """Format a record as a single-line JSON object."""
+    """Format a record as a single-line JSON object (orjson; one per request by default)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self, created: float) -> str:
+        """ISO 8601 UTC with milliseconds, as `datetime.isoformat(timespec="milliseconds")`."""
+        second = int(created)
+        micros = round((created - second) * 1e6)  # rounded to microseconds, as datetime does
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        if second != self._second:
+            moment = datetime.datetime.fromtimestamp(second, tz=datetime.UTC)
+            self._second, self._second_text = second, moment.strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._second_text}.{micros // 1000:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -45,7 +60,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        return fastjson.dumps(entry, default=str).decode()
 
 
 def configure(level: int | str = logging.INFO) -> None:

@@ -20,6 +20,7 @@ from prometheus_client import exposition
 from prometheus_client import metrics as client_metrics
 
 M = TypeVar("M", bound=client_metrics.MetricWrapperBase)
+Counter = prometheus_client.Counter  # the type of a bound counter child, for annotations
 
 #: Buckets for whole-request latency and time to first token (seconds).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

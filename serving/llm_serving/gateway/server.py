@@ -3,14 +3,18 @@
 `main(argv)` reads the flags into `config.Settings`, switches logging to JSON
 lines, and runs the aiohttp application until SIGINT or SIGTERM, with handler
 cancellation on so that a client that disconnects cancels its upstream request at
-once. It returns a process exit code: 0 after a clean stop, 2 when the policy file
-given at start-up is invalid (the container then fails visibly instead of serving
-without the guardrails it was given).
+once. The event loop is uvloop's when it is installed (the `serving` extra brings it;
+`--event-loop asyncio` opts out), which makes each request's socket work cheaper.
+It returns a process exit code: 0 after a clean stop, 2 when the policy file given
+at start-up is invalid (the container then fails visibly instead of serving without
+the guardrails it was given).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import logging
 import os
 import pathlib
@@ -59,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
         help="size of the connection pool to the engine (default 512)",
     )
     p.add_argument(
+        "--event-loop",
+        default="auto",
+        choices=["auto", "uvloop", "asyncio"],
+        help="event loop: uvloop when installed (auto, the default), or the standard one",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -81,6 +91,30 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
     )
 
 
+def event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """A new event loop of `kind` ("auto": uvloop when it is installed, else asyncio's)."""
+    if kind != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+            logger.info("uvloop is not installed; using the asyncio event loop")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+async def _freeze_startup_objects(application: web.Application) -> None:
+    """Keep what start-up loaded (models, vocabularies: ~10^5 objects) out of collections.
+
+    They live as long as the process; without this, each full collection walks them all
+    and stalls whichever request is running for tens of milliseconds.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def main(argv: list[str]) -> int:
     """Run the gateway until stopped; returns the exit code."""
     args = parser().parse_args(argv)
@@ -89,18 +123,22 @@ def main(argv: list[str]) -> int:
         os.environ.setdefault(name, "1")
     jsonlog.configure(args.log_level.upper())
     settings = settings_from(args)
+    loop = event_loop(args.event_loop)
     logger.info(
         "gateway listening on %s:%d, engine %s", settings.host, settings.port, settings.upstream
     )
     try:
+        application = app.build_app(settings)
+        application.on_startup.append(_freeze_startup_objects)  # after the gateway's own
         web.run_app(
-            app.build_app(settings),
+            application,
             host=settings.host,
             port=settings.port,
             handler_cancellation=True,
             access_log=None,
             print=None,
             shutdown_timeout=30.0,
+            loop=loop,
         )
     except config.PolicyError as exc:
         logger.error("cannot start: %s", exc)

@@ -16,11 +16,10 @@ again so the client sees the stream it requested.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from typing import Any
 
-from llm_serving.gateway import errors
+from llm_serving.gateway import errors, fastjson
 from llm_serving.guardrails import pipeline
 
 DONE = b"data: [DONE]\n\n"
@@ -31,9 +30,7 @@ FindingsSink = Callable[[tuple[pipeline.Finding, ...]], None]
 
 def encode(data: dict[str, Any]) -> bytes:
     """One SSE event carrying a JSON document."""
-    return (
-        b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
-    )
+    return b"data: " + fastjson.dumps(data) + b"\n\n"
 
 
 class EventSplitter:
@@ -44,19 +41,20 @@ class EventSplitter:
 
     def feed(self, chunk: bytes) -> list[str]:
         """Add bytes; return the data of every event completed by them."""
-        buffer = self._buffer + chunk
+        buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
         events: list[str] = []
+        start = 0
         while True:
-            end = buffer.find(b"\n\n")
+            end = buffer.find(b"\n\n", start)
             if end < 0:
                 break
-            raw, buffer = buffer[:end], buffer[end + 2 :]
-            data = _data_of(raw)
+            data = _data_of(buffer[start:end])
             if data is not None:
                 events.append(data)
-        self._buffer = buffer
+            start = end + 2
+        self._buffer = buffer[start:] if start else buffer
         return events
 
     def close(self) -> list[str]:
@@ -110,7 +108,7 @@ class StreamFilter:
         self._on_findings = on_findings
         self._scanners: dict[int, pipeline.StreamScanner] = {}
         self._finished: set[int] = set()
-        self._meta: dict[str, Any] = {}
+        self._last: dict[str, Any] = {}  # the last chunk with choices: its id, model, ...
         self.usage: Usage | None = None
         self.done = False
 
@@ -140,11 +138,11 @@ class StreamFilter:
         """Process the data of one upstream event."""
         if self.done:
             return Output([], done=True)
-        if data.strip() == "[DONE]":
+        if "[DONE]" in data and data.strip() == "[DONE]":
             return self._finish()
         try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
+            chunk = fastjson.loads(data)
+        except fastjson.JSONDecodeError:
             return Output([("data: " + data + "\n\n").encode()])
         if not isinstance(chunk, dict) or "error" in chunk:
             return Output([("data: " + data + "\n\n").encode()])
@@ -158,7 +156,7 @@ class StreamFilter:
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             return Output([encode(chunk)])
-        self._meta = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+        self._last = chunk
         kept: list[Any] = []
         has_text = False
         for choice in choices:
@@ -242,7 +240,8 @@ class StreamFilter:
                     if self._chat
                     else {"index": index, "text": tail, "logprobs": None, "finish_reason": None}
                 )
-                events.append(encode({**self._meta, "choices": [choice]}))
+                meta = {k: v for k, v in self._last.items() if k not in ("choices", "usage")}
+                events.append(encode({**meta, "choices": [choice]}))
         events.append(DONE)
         self.done = True
         return Output(events, done=True, has_text=has_text)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Mapping
 
 import aiohttp
+import yarl
 from multidict import CIMultiDict
 
 from llm_serving.gateway import errors
@@ -44,6 +45,7 @@ class Upstream:
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._urls: dict[str, yarl.URL] = {}
         self.connections = connections
         self.timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
@@ -72,6 +74,9 @@ class Upstream:
                 auto_decompress=True,
                 raise_for_status=False,
                 skip_auto_headers=("User-Agent",),
+                # One session serves every client: a cookie set by the engine must not
+                # be replayed on other clients' requests (and nothing is stored per call).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def close(self) -> None:
@@ -80,9 +85,12 @@ class Upstream:
             session, self._session = self._session, None
             await session.close()
 
-    def url(self, path: str) -> str:
-        """Absolute engine URL of a path such as `/v1/chat/completions`."""
-        return self.base_url + path
+    def url(self, path: str) -> yarl.URL:
+        """Absolute engine URL of a path such as `/v1/chat/completions` (parsed once)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = yarl.URL(self.base_url + path)
+        return url
 
     @staticmethod
     def headers(

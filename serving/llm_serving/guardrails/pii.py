@@ -164,7 +164,7 @@ _CREDENTIALS: tuple[tuple[tuple[str, ...], bool, re.Pattern[str], int], ...] = (
     (("aws", "secret"), True,
      re.compile(r"(?i:aws|secret)[\w\-. ]{0,30}?[\"']?\s*[:=]\s*[\"']?"
                 r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"), 1),
-    (("gh", "github_pat_"), False,
+    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), False,
      re.compile(r"g(?<![\w]g)(?:h[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_[A-Za-z0-9_]{22,255})"),
      0),
     (("xox",), False, re.compile(r"x(?<![\w]x)ox[baprs]-[A-Za-z0-9\-]{10,250}"), 0),
@@ -292,18 +292,34 @@ def _ipv6(text: str) -> Iterator[tuple[int, int]]:
         yield match.start(), match.end()
 
 
-_CASED_GATES = tuple(
+# Letters by frequency in English prose, most frequent first; anything else is rarer.
+_FREQUENT = "etaoinsrhldcumfpgwybvkxjqz"
+
+
+def _guarded(gates: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """(rarest character, gate) pairs: finding one character (memchr) costs far less than
+    finding a substring, and a gate cannot be present without its rarest character."""
+
+    def rarity(char: str) -> int:
+        return _FREQUENT.find(char) if char in _FREQUENT else len(_FREQUENT)
+
+    return tuple((max(gate, key=rarity), gate) for gate in gates)
+
+
+_CASED_GATES = _guarded(
     gate for gates, insensitive, _p, _g in _CREDENTIALS if not insensitive for gate in gates
 )
-_LOWER_GATES = tuple(
-    {gate for gates, insensitive, _p, _g in _CREDENTIALS if insensitive for gate in gates}
-    | set(_ASSIGNMENT_GATES)
+_LOWER_GATES = _guarded(
+    sorted(
+        {gate for gates, insensitive, _p, _g in _CREDENTIALS if insensitive for gate in gates}
+        | set(_ASSIGNMENT_GATES)
+    )
 )
 
 
 def _credentials(text: str, lowered: str) -> Iterator[tuple[int, int]]:
-    cased = {gate for gate in _CASED_GATES if gate in text}
-    lower = {gate for gate in _LOWER_GATES if gate in lowered}
+    cased = {gate for char, gate in _CASED_GATES if char in text and gate in text}
+    lower = {gate for char, gate in _LOWER_GATES if char in lowered and gate in lowered}
     if not cased and not lower:
         return
     for gates, insensitive, pattern, group in _CREDENTIALS:
@@ -322,6 +338,19 @@ def _credentials(text: str, lowered: str) -> Iterator[tuple[int, int]]:
             if value_group == 5 and match.group(2) == ":" and value.isalpha():
                 continue  # prose such as "password: required"
             yield match.start(value_group), match.end(value_group)
+
+
+_DIGIT = re.compile(r"\d")
+
+
+def _has_digit(text: str) -> bool:
+    """Whether `text` holds a character that ``\\d`` matches (ten memchr scans when ASCII)."""
+    if not text.isascii():
+        return _DIGIT.search(text) is not None
+    return (
+        "0" in text or "1" in text or "2" in text or "3" in text or "4" in text
+        or "5" in text or "6" in text or "7" in text or "8" in text or "9" in text
+    )  # fmt: skip
 
 
 _NUMERIC: dict[policy.PIIEntity, Callable[[str, int, int], Iterator[tuple[int, int]]]] = {
@@ -354,16 +383,18 @@ class PIIDetector:
         if policy.PIIEntity.EMAIL in wanted and "@" in text:
             kind = policy.PIIEntity.EMAIL
             found.extend((kind, start, end) for start, end in _emails(text))
-        if policy.PIIEntity.IBAN in wanted:
+        # IBANs, cards, SSNs, IPv4 addresses and phone numbers all need a digit.
+        digits = _has_digit(text)
+        if policy.PIIEntity.IBAN in wanted and digits:
             kind = policy.PIIEntity.IBAN
             found.extend((kind, start, end) for start, end in _ibans(text))
-        if self._numeric:
+        if self._numeric and digits:
             length = len(text)
             for run in _NUMERIC_RUN.finditer(text):
                 start, end = run.start(), min(length, run.end() + 2)
                 for kind in self._numeric:
                     found.extend((kind, s, e) for s, e in _NUMERIC[kind](text, start, end))
-        if policy.PIIEntity.PHONE in wanted:
+        if policy.PIIEntity.PHONE in wanted and "0" in text:  # national numbers start with 0
             kind = policy.PIIEntity.PHONE
             found.extend((kind, start, end) for start, end in _context_phones(text, lowered))
         if policy.PIIEntity.IP_ADDRESS in wanted and text.count(":") >= 2:

@@ -66,3 +66,20 @@ def test_json_log_line_carries_request_id_and_fields() -> None:
     assert entry["request_id"] == "req-7"
     assert entry["status"] == 200
     assert entry["level"] == "info"
+
+
+def test_event_loop_is_uvloop_when_installed() -> None:
+    import uvloop
+
+    for kind, expected in (("auto", uvloop.Loop), ("uvloop", uvloop.Loop)):
+        loop = server.event_loop(kind)
+        try:
+            assert isinstance(loop, expected)
+        finally:
+            loop.close()
+    loop = server.event_loop("asyncio")
+    try:
+        assert not isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    assert server.parser().parse_args([]).event_loop == "auto"

@@ -140,3 +140,15 @@ def test_resolve_and_apply() -> None:
     assert [(s.start, s.end) for s in chosen] == [(0, 5), (10, 12)]
     assert pii.apply("abcdefghijklm", chosen) == "[EMAIL]fghij[PHONE]m"
     assert pii.apply("unchanged", []) == "unchanged"
+
+
+def test_digit_prefilter_is_exact() -> None:
+    """Recognisers that need a digit are skipped without one; ``\\d`` also means non-ASCII."""
+    assert not pii._has_digit("no digits here, ünïcödé or not")
+    assert pii._has_digit("room 7")
+    assert pii._has_digit("عدد ٣")  # an Arabic-Indic digit matches \d
+    assert found("Grüße, card 4111 1111 1111 1111, ip 10.0.0.1") == [
+        ("credit_card", "4111 1111 1111 1111"),
+        ("ip_address", "10.0.0.1"),
+    ]
+    assert found("plain prose with no numbers and a phone keyword: call me") == []

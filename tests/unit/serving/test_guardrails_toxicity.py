@@ -35,6 +35,18 @@ def test_matches_the_package(model: toxicity.ToxicityModel) -> None:
         assert model.probability(text) == pytest.approx(float(reference), abs=1e-9), text
 
 
+def test_short_text_path_equals_the_numpy_path(model: toxicity.ToxicityModel) -> None:
+    """`score` sums short texts in plain Python; it must give the vectorised numbers."""
+    rng = random.Random(7)
+    vocabulary = sorted(model._vocabulary)
+    texts = [*SAMPLES, "idiot idiot idiot stupid. damn you idiot!\nhello there"]
+    texts += [" ".join(rng.choice(vocabulary) for _ in range(n)) for n in (1, 5, 20, 32, 33, 80)]
+    for text in texts:
+        segments = model.segments(text)
+        expected = float(model.segment_probabilities(segments).max()) if segments else 0.0
+        assert model.score(text) == pytest.approx(expected, abs=1e-12), text
+
+
 def test_segments_catch_a_toxic_sentence_in_long_text(model: toxicity.ToxicityModel) -> None:
     benign = "The committee reviewed the budget and approved the new library hours. " * 12
     text = benign + "You are a worthless fucking idiot. " + benign
