@@ -109,7 +109,7 @@ def on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={common.LABEL_DEPLOYMENT: kopf.PRESENT})
-def on_deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+def on_deployment_event(body: kopf.Body, **_: Any) -> None:
     """Refresh the owner's status when its Deployment changes (or is deleted)."""
     refs = body.get("metadata", {}).get("ownerReferences") or []
     for ref in refs:
