@@ -120,21 +120,11 @@ class Client:
 
     # --- children -------------------------------------------------------------------------
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply `obj` as field manager `llm-operator`, taking over conflicts."""
-        resource = self._resource(obj["apiVersion"], obj["kind"])
-        result = resource.server_side_apply(
-            body=obj,
-            name=obj["metadata"]["name"],
-            namespace=obj["metadata"].get("namespace"),
-            field_manager=common.FIELD_MANAGER,
-            force_conflicts=True,
-        )
-        applied: dict[str, Any] = result.to_dict()
-        return applied
+    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply `obj` as field manager `llm-operator`, taking over conflicts.
 
-    def dry_run_apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply with dryRun=All: validates without persisting."""
+        With `dry_run` the API server validates and defaults the object without persisting it.
+        """
         resource = self._resource(obj["apiVersion"], obj["kind"])
         result = resource.server_side_apply(
             body=obj,
@@ -142,7 +132,7 @@ class Client:
             namespace=obj["metadata"].get("namespace"),
             field_manager=common.FIELD_MANAGER,
             force_conflicts=True,
-            dry_run="All",
+            dry_run="All" if dry_run else None,
         )
         applied: dict[str, Any] = result.to_dict()
         return applied

@@ -95,4 +95,4 @@ def render_objects(
 
 def dump(objects: list[dict[str, Any]], out: TextIO) -> None:
     """Multi-document YAML."""
-    yamlio.dump_all(objects, out)
+    out.write(yamlio.dumps(objects))

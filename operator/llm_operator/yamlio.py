@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import Any
 
 import yaml
 
@@ -19,10 +19,7 @@ def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
 Dumper.add_representer(str, _str_representer)
 
 
-def dump_all(objects: list[dict[str, Any]], out: TextIO | None = None) -> str | None:
-    """Multi-document YAML; returns the text when `out` is None."""
+def dumps(objects: list[dict[str, Any]]) -> str:
+    """Multi-document YAML."""
     text: str = yaml.dump_all(objects, Dumper=Dumper, sort_keys=False, width=100)
-    if out is None:
-        return text
-    out.write(text)
-    return None
+    return text

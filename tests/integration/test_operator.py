@@ -16,25 +16,12 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import exceptions as dynamic_exceptions
 
 from llm_operator import kube, render
-from llm_operator.builders import common
+from llm_operator.builders import children, common
 from tests.integration import cluster, conftest
 
 EXAMPLES = sorted((conftest.ROOT / "examples").glob("*.yaml"))
 INVALID = sorted((conftest.ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
 GROUP_VERSION = "llmoperator.io/v1alpha1"
-CHILD_KINDS = [
-    ("v1", "ServiceAccount"),
-    ("v1", "ConfigMap"),
-    ("v1", "PersistentVolumeClaim"),
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("keda.sh/v1alpha1", "ScaledObject"),
-    ("monitoring.coreos.com/v1", "PodMonitor"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-    ("monitoring.coreos.com/v1", "PrometheusRule"),
-]
 
 
 def load(path: pathlib.Path) -> dict[str, Any]:
@@ -112,15 +99,15 @@ def owned_children(
     plane: cluster.ControlPlane, namespace: str, name: str, uid: str
 ) -> list[tuple[str, str]]:
     found = []
-    for api_version, kind in CHILD_KINDS:
-        resource = plane.dynamic.resources.get(api_version=api_version, kind=kind)
+    for child in children.CHILD_KINDS:
+        resource = plane.dynamic.resources.get(api_version=child.api_version, kind=child.kind)
         items = resource.get(
             namespace=namespace, label_selector=f"{common.LABEL_DEPLOYMENT}={name}"
         ).to_dict()["items"]
         for item in items:
             refs = item["metadata"].get("ownerReferences") or []
             assert any(r["uid"] == uid and r["controller"] for r in refs), item["metadata"]
-            found.append((kind, item["metadata"]["name"]))
+            found.append((child.kind, item["metadata"]["name"]))
     return sorted(found)
 
 
@@ -168,8 +155,8 @@ def test_example_becomes_ready_on_gpu_nodes(
     assert status["phase"] == "Ready"
     assert status["endpoint"] == f"http://{name}.{namespace}.svc.cluster.local/v1"
 
-    children = owned_children(plane, namespace, name, created["metadata"]["uid"])
-    kinds = {kind for kind, _ in children}
+    owned = owned_children(plane, namespace, name, created["metadata"]["uid"])
+    kinds = {kind for kind, _ in owned}
     assert {"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"} <= kinds
     assert ("ConfigMap" in kinds) == bool(doc["spec"].get("guardrails", {}).get("enabled"))
 
@@ -415,8 +402,8 @@ def test_restart_mid_reconcile_converges_without_duplicates(
         if not operator.running:
             operator.start()
     wait_ready(plane, namespace, "assistant")
-    children = owned_children(plane, namespace, "assistant", created["metadata"]["uid"])
-    assert len(children) == len(set(children))
+    owned = owned_children(plane, namespace, "assistant", created["metadata"]["uid"])
+    assert len(owned) == len(set(owned))
     deployments = plane.apps.list_namespaced_deployment(namespace).items
     assert [d.metadata.name for d in deployments] == ["assistant"]
     replica_sets = plane.apps.list_namespaced_replica_set(namespace).items
@@ -448,9 +435,9 @@ def test_rendered_objects_pass_server_side_dry_run(
             documents = render.load_documents(text, source)
             doc = copy.deepcopy(documents[0])
             doc["metadata"]["namespace"] = namespace
-            client.dry_run_apply(doc)
+            client.apply(doc, dry_run=True)
             for obj in render.render_objects(documents, source, common.Options(), namespace):
-                client.dry_run_apply(obj)
+                client.apply(obj, dry_run=True)
                 kinds.add(obj["kind"])
     finally:
         client.close()
