@@ -7,13 +7,17 @@ PII, toxicity, ...), and a load generator. The gateway is pinned to core 0 with
 `os.sched_setaffinity`; the simulator and the load generator share core 1, the same
 in both modes, so the gateway has exactly one core to itself.
 
-Every request carries a 1 KB prompt. Measured, each mode in turn:
+Every request carries a distinct benign 1 KB prompt (see `prompt`). Measured:
 
 - latency: sequential non-streamed requests, p50 and p99, and what the gateway adds;
 - time to first token: sequential streamed requests, to the first event with text;
 - throughput at saturation: a fixed number of concurrent clients for a fixed time,
   requests per second, and the gateway's own CPU time per request (so the capacity
   of one core is also stated when the simulator, not the gateway, is the bottleneck).
+
+The two sequential phases alternate requests between direct and gateway, the same
+prompt to both, so that both columns see the same background load on the machine;
+the throughput runs go one mode after the other.
 
 It prints a markdown table and the goals (at most 1 ms added at p50, at least 70% of
 direct throughput) with pass or fail. Bounded: a few hundred requests per phase and a
@@ -48,13 +52,31 @@ GATEWAY_CORE = 0
 OTHER_CORE = 1
 MODEL = "bench-model"
 
-PARAGRAPH = (
-    "Our team is planning the quarterly offsite and would like a short agenda. "
-    "We have two days, about thirty people, and a budget for one dinner out. "
-    "Please suggest sessions on roadmap planning, a retrospective, and time for "
-    "informal conversation, and keep the tone friendly and practical. "
+SENTENCES = (
+    "Our team is planning the quarterly offsite and would like a short agenda.",
+    "We have two days, about thirty people, and a budget for one dinner out.",
+    "Please suggest sessions on roadmap planning, a retrospective, and time for talks.",
+    "Keep the tone friendly and practical, and leave room for informal conversation.",
+    "The venue has one large hall, three breakout rooms and a garden for lunch.",
+    "Several colleagues travel by train, so the first day should start after ten.",
+    "We would like one session where each group shows what it shipped this quarter.",
+    "Add a short list of icebreakers that work for people who have never met.",
+    "The second afternoon should end early enough for people to travel home.",
+    "Mention what we should prepare in advance and who could own each part.",
+    "Some people prefer vegetarian food, so the dinner place needs good options.",
+    "Finally, draft a two-line invitation we can send to everyone this week.",
 )
-PROMPT = (PARAGRAPH * (1024 // len(PARAGRAPH) + 1))[:1024]
+
+
+def prompt(number: int) -> str:
+    """A distinct benign 1 KB prompt for request `number` (sentences in a varying order).
+
+    Every request carries new text, so no per-text memo in the gateway can answer from
+    memory: the checks run in full on every request, as they do on fresh traffic.
+    """
+    start = number % len(SENTENCES)
+    paragraph = " ".join(SENTENCES[start:] + SENTENCES[:start])
+    return f"Request {number}. {paragraph} {paragraph}"[:1024]
 
 
 def _free_port() -> int:
@@ -104,11 +126,11 @@ def _cpu_seconds(pid: int) -> float:
 # ----------------------------------------------------------------------------- load generator
 
 
-def _body(stream: bool, max_tokens: int) -> bytes:
+def _body(stream: bool, max_tokens: int, number: int) -> bytes:
     return json.dumps(
         {
             "model": MODEL,
-            "messages": [{"role": "user", "content": PROMPT}],
+            "messages": [{"role": "user", "content": prompt(number)}],
             "max_tokens": max_tokens,
             "temperature": 0,
             "stream": stream,
@@ -116,52 +138,60 @@ def _body(stream: bool, max_tokens: int) -> bytes:
     ).encode()
 
 
-async def _latency(session: aiohttp.ClientSession, url: str, count: int, warmup: int) -> Any:
-    body = _body(False, 16)
-    samples = []
-    for i in range(warmup + count):
-        started = time.perf_counter()
-        async with session.post(url, data=body) as response:
+async def _one(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool) -> float:
+    """Milliseconds to the whole response, or to the first event with text when streaming."""
+    started = time.perf_counter()
+    async with session.post(url, data=body) as response:
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {await response.text()}")
+        if not stream:
             await response.read()
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status}")
-        if i >= warmup:
-            samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-async def _ttft(session: aiohttp.ClientSession, url: str, count: int, warmup: int) -> Any:
-    body = _body(True, 64)
-    samples = []
-    for i in range(warmup + count):
-        started = time.perf_counter()
+            return (time.perf_counter() - started) * 1000
         first = None
-        async with session.post(url, data=body) as response:
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status}")
-            async for line in response.content:
-                if (
-                    first is None
-                    and line.startswith(b"data: {")
-                    and b'"content":"' in line
-                    and b'"content":""' not in line
-                ):
-                    first = time.perf_counter()
-        if i >= warmup and first is not None:
-            samples.append((first - started) * 1000)
+        async for line in response.content:
+            if (
+                first is None
+                and line.startswith(b"data: {")
+                and b'"content":"' in line
+                and b'"content":""' not in line
+            ):
+                first = time.perf_counter()
+    if first is None:
+        raise RuntimeError("the stream carried no text")
+    return (first - started) * 1000
+
+
+async def _paired(
+    session: aiohttp.ClientSession, urls: dict[str, str], count: int, warmup: int, stream: bool
+) -> dict[str, list[float]]:
+    """Sequential requests alternating between the modes, the same prompt for both.
+
+    Interleaving puts both modes under the same background load at every moment, so a
+    noisy neighbour on the machine shifts both columns instead of only one of them;
+    which mode goes first alternates too.
+    """
+    max_tokens = 64 if stream else 16
+    samples: dict[str, list[float]] = {mode: [] for mode in urls}
+    modes = list(urls)
+    for i in range(warmup + count):
+        body = _body(stream, max_tokens, i)
+        for mode in modes if i % 2 else reversed(modes):
+            elapsed = await _one(session, urls[mode], body, stream)
+            if i >= warmup:
+                samples[mode].append(elapsed)
     return samples
 
 
 async def _throughput(
     session: aiohttp.ClientSession, url: str, concurrency: int, duration: float
 ) -> Any:
-    body = _body(False, 16)
     done = errors = total = 0
     measuring = False
 
     async def client(stop: float) -> None:
         nonlocal done, errors, total
         while time.perf_counter() < stop:
+            body = _body(False, 16, total)
             try:
                 async with session.post(url, data=body) as response:
                     await response.read()
@@ -196,23 +226,25 @@ async def _worker(spec: dict[str, Any]) -> Any:
     connector = aiohttp.TCPConnector(limit=spec.get("concurrency", 1) + 4)
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        url = spec["url"] + "/v1/chat/completions"
-        if spec["phase"] == "latency":
-            return await _latency(session, url, spec["count"], spec["warmup"])
-        if spec["phase"] == "ttft":
-            return await _ttft(session, url, spec["count"], spec["warmup"])
-        return await _throughput(session, url, spec["concurrency"], spec["duration"])
+        path = "/v1/chat/completions"
+        if spec["phase"] in ("latency", "ttft"):
+            urls = {mode: url + path for mode, url in spec["urls"].items()}
+            stream = spec["phase"] == "ttft"
+            return await _paired(session, urls, spec["count"], spec["warmup"], stream)
+        return await _throughput(session, spec["url"] + path, spec["concurrency"], spec["duration"])
 
 
 def _load(spec: dict[str, Any]) -> Any:
     """Run one phase in a load-generator process pinned next to the simulator."""
     completed = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(spec)],
-        check=True,
+        check=False,
         capture_output=True,
         preexec_fn=_pinned(OTHER_CORE),
-        timeout=120,
+        timeout=300,
     )
+    if completed.returncode:
+        raise RuntimeError(f"load generator failed:\n{completed.stderr.decode()[-3000:]}")
     return json.loads(completed.stdout)
 
 
@@ -319,15 +351,9 @@ async def _run(args: argparse.Namespace) -> int:
             _print_logs(pathlib.Path(tmp))
             raise
         urls = {"direct": sim_url, "gateway": gw_url}
-        lat = {
-            m: _load({"phase": "latency", "url": u, "count": count, "warmup": warmup})
-            for m, u in urls.items()
-        }
+        lat = _load({"phase": "latency", "urls": urls, "count": count, "warmup": warmup})
         inside = await _means(gw_url)  # sequential, non-streamed requests only so far
-        ttft = {
-            m: _load({"phase": "ttft", "url": u, "count": count // 2, "warmup": warmup})
-            for m, u in urls.items()
-        }
+        ttft = _load({"phase": "ttft", "urls": urls, "count": count // 2, "warmup": warmup})
         tput: dict[str, Any] = {}
         for mode, url in urls.items():
             cpu_before = _cpu_seconds(gw_pid)
@@ -387,8 +413,9 @@ async def _run(args: argparse.Namespace) -> int:
             rows.append(Row(f"{name} (ms, mean)", "", f"{inside[key] * 1000:.3f}", ""))
     errors = tput["direct"]["errors"] + tput["gateway"]["errors"]
 
-    print(f"\nGateway benchmark: 1 KB prompts, default guardrails on, {count} sequential requests")
-    print(f"per latency phase, {count // 2} streamed for TTFT, {duration:g} s at saturation.")
+    print(f"\nGateway benchmark: distinct 1 KB prompts, default guardrails on, {count} sequential")
+    print(f"requests per mode (interleaved), {count // 2} streamed for TTFT, {duration:g} s at")
+    print("saturation per mode.")
     print(f"Gateway on core {GATEWAY_CORE}; simulator and load generator on core {OTHER_CORE}.\n")
     print("| metric | direct | via gateway | added | goal | result |")
     print("| --- | ---: | ---: | ---: | --- | --- |")
@@ -405,7 +432,7 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--requests", type=int, default=400, help="sequential requests per phase")
+    parser.add_argument("--requests", type=int, default=1000, help="sequential requests per mode")
     parser.add_argument("--concurrency", type=int, default=64, help="clients at saturation")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds at saturation")
     parser.add_argument(

@@ -23,7 +23,10 @@ CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 ASSISTANT_PRIMING_TOKENS = 3
 
-_CONSONANTS = "bdfgklmnprstvz"
+# Soft consonants and two or three syllables: with one-syllable words and f, k, s, v
+# the pseudo-words read as slang fragments often enough (about 3 completions of 16
+# words in 1000) that a toxicity classifier in front of the simulator blocked them.
+_CONSONANTS = "bdglmnprtz"
 _VOWELS = "aeiou"
 
 
@@ -32,7 +35,7 @@ def _build_vocabulary(size: int = 512) -> tuple[str, ...]:
     words: list[str] = []
     seen: set[str] = set()
     while len(words) < size:
-        syllables = rng.randint(1, 3)
+        syllables = rng.randint(2, 3)
         word = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(syllables))
         if word not in seen:
             seen.add(word)

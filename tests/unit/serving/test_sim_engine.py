@@ -169,6 +169,21 @@ def test_pseudo_words_are_deterministic() -> None:
     assert all(word.isalpha() for word in sim_text.pseudo_words(seed, 50))
 
 
+def test_pseudo_word_completions_pass_the_gateway_toxicity_check() -> None:
+    """The simulator sits behind the gateway in demos and benchmarks: its gibberish must
+    not read as slang to the output toxicity classifier (default threshold 0.8)."""
+    from llm_serving.guardrails import toxicity
+
+    classifier = toxicity.shared()
+    scores = [
+        classifier.score(
+            " ".join(sim_text.pseudo_words(sim_text.request_seed(0, str(i), None), 16))
+        )
+        for i in range(2000)
+    ]
+    assert max(scores) < 0.5
+
+
 def test_embeddings_are_unit_vectors_and_similar_for_shared_words() -> None:
     a = sim_text.embed("the cat sat on the mat", 64)
     b = sim_text.embed("the cat sat on a mat", 64)
