@@ -51,6 +51,7 @@ import importlib.resources
 import itertools
 import json
 import math
+import operator
 import re
 import unicodedata
 import urllib.parse
@@ -201,6 +202,9 @@ class Evidence:
 
 
 _SENTENCE_MARK = "\x00"
+# ASCII characters that are neither word characters, white space for `str.split`, nor
+# punctuation in `rules.TOKEN_TABLE`: the only ones on which the two tokenisers differ.
+_STRAY_CONTROL = re.compile(r"[\x01-\x08\x0e-\x1b\x7f_]")
 _SPACED_MARK = " \x00 "
 
 
@@ -318,12 +322,33 @@ class SimilarityIndex:
         norms[norms == 0] = 1.0
         unigram_matrix /= norms
         bigram_matrix /= norms
-        self._unigram_matrix = unigram_matrix * unigram_weight[:, None]
-        self._bigram_matrix = bigram_matrix * self._bigram_weight[:, None]
-        self._bigram_weight2 = (self._bigram_weight**2).astype(np.float64)
-        self._max_idf2 = self._max_idf**2
-        self._unigram_norm2 = unigram_weight**2
-        self._has_row: npt.NDArray[np.bool_] = np.asarray(self._unigram_matrix.any(axis=1))
+        unigram_matrix *= unigram_weight[:, None]
+        bigram_matrix *= self._bigram_weight[:, None]
+        # Scoring runs in plain Python over sparse rows: a feature occurs in one or two
+        # exemplars on average, and a prompt matches a few dozen features, so dictionary
+        # work proportional to the matches beats a dozen small-array numpy calls.
+        # token -> (vocabulary id, squared unigram weight, (exemplar, contribution)...)
+        unigram_norm2 = unigram_weight**2
+        bigram_norm2 = self._bigram_weight**2
+        # bigram key -> (squared weight, (exemplar, contribution)...); a pair the corpus
+        # lacks weighs as much as the rarest feature.
+        self._unknown_bigram: _BigramEntry = (self._max_idf**2, ())
+        followers: dict[int, dict[str, _BigramEntry]] = {}
+        tokens_by_id = {index: token for token, index in vocabulary.items()}
+        for row, key in enumerate(bigram_keys.tolist()):
+            first, second = divmod(key, width)
+            entry = (float(bigram_norm2[row]), _sparse(bigram_matrix[row]))
+            followers.setdefault(first, {})[tokens_by_id[second]] = entry
+        # token -> (squared unigram weight, (exemplar, contribution)..., next token -> bigram)
+        self._oov_entry: _TokenEntry = (float(unigram_norm2[self._oov]), (), {})
+        self._token_entries: dict[str, _TokenEntry] = {
+            token: (
+                float(unigram_norm2[index]),
+                _sparse(unigram_matrix[index]),
+                followers.get(index, {}),
+            )
+            for token, index in vocabulary.items()
+        }
         self.size = count
 
     @staticmethod
@@ -343,81 +368,65 @@ class SimilarityIndex:
     def best(self, tokens: list[str]) -> float:
         """Highest cosine between any window of `tokens` and any attack exemplar.
 
-        Only positions whose unigram or bigram occurs in the attack corpus contribute to
-        the dot products, so the work is proportional to the matches; every position
-        contributes to the window norms (unknown features at the highest IDF).
+        A window is two consecutive blocks of STRIDE tokens (the whole text when it
+        has at most WINDOW tokens). Every position adds its squared unigram weight and
+        the squared weight of the bigram ending there to its block's norm (unknown
+        features at the highest IDF); only positions whose feature occurs in an
+        exemplar add to the block's dot products.
         """
         total = len(tokens)
         if not total:
             return 0.0
-        ids = np.fromiter(self._ids(tokens), dtype=np.int64, count=total)
-        norm2 = self._unigram_norm2[ids].astype(np.float64)
-        unigram_positions = np.flatnonzero(self._has_row[ids])
-        bigram_positions = np.empty(0, dtype=np.int64)
-        bigram_rows = bigram_positions
-        if total > 1 and len(self._bigram_keys):
-            keys = ids[:-1] * self._width + ids[1:]
-            rows = np.searchsorted(self._bigram_keys, keys)
-            np.minimum(rows, len(self._bigram_keys) - 1, out=rows)
-            known: npt.NDArray[np.bool_] = np.equal(self._bigram_keys[rows], keys)
-            norm2[1:] += np.where(known, self._bigram_weight2[rows], self._max_idf2)
-            bigram_positions = np.flatnonzero(known) + 1
-            bigram_rows = rows[known]
-        if not len(unigram_positions) and not len(bigram_positions):
+        entries = map(self._token_entries.get, tokens, itertools.repeat(self._oov_entry))
+        norm2, unigram_rows, followers = zip(*entries, strict=True)
+        # bigrams[i] is the pair ending at token i + 1.
+        bigrams = map(dict.get, followers, tokens[1:], itertools.repeat(self._unknown_bigram))
+        bigram_norm2, bigram_rows = zip(*bigrams, strict=True) if total > 1 else ((), ())
+        norm2 = (norm2[0], *map(operator.add, norm2[1:], bigram_norm2))
+        # Dot products per block (one block when the text fits a window): exemplar -> sum.
+        stride = STRIDE if total > WINDOW else total
+        dots: dict[int, dict[int, float]] = {}
+        for position in itertools.compress(range(total), unigram_rows):
+            _add(dots, position // stride, unigram_rows[position])
+        for position in itertools.compress(range(total - 1), bigram_rows):
+            _add(dots, (position + 1) // stride, bigram_rows[position])
+        if not dots:
             return 0.0
-        contributions = np.concatenate(
-            [self._unigram_matrix[ids[unigram_positions]], self._bigram_matrix[bigram_rows]]
-        )
         if total <= WINDOW:
-            norm = math.sqrt(float(norm2.sum()))
-            return float(contributions.sum(axis=0).max() / norm) if norm > 0 else 0.0
-        positions = np.concatenate([unigram_positions, bigram_positions])
-        return _best_window(positions, contributions, norm2, total)
+            norm = math.sqrt(sum(norm2))
+            (only,) = dots.values()
+            return max(only.values()) / norm if norm > 0 else 0.0
+        block_norm2 = [sum(norm2[start : start + STRIDE]) for start in range(0, total, STRIDE)]
+        last = len(block_norm2) - 2  # first block of the last window
+        best = 0.0
+        for first in sorted({b for block in dots for b in (block - 1, block) if 0 <= b <= last}):
+            one, two = dots.get(first), dots.get(first + 1)
+            if one is None or two is None:
+                top = max((one or two or {}).values())
+            else:
+                get = one.get
+                top = max(max(one.values()), *(get(k, 0.0) + v for k, v in two.items()))
+            norm = math.sqrt(block_norm2[first] + block_norm2[first + 1]) or 1.0
+            best = max(best, top / norm)
+        return best
 
 
-def _best_window(
-    positions: npt.NDArray[np.int64],
-    contributions: FloatArray,
-    norm2: npt.NDArray[np.float64],
-    total: int,
-    *,
-    dense_limit: int = 1 << 16,
-) -> float:
-    """Best cosine over windows made of two consecutive blocks of STRIDE tokens.
+_Row = tuple[tuple[int, float], ...]
+_BigramEntry = tuple[float, _Row]
+_TokenEntry = tuple[float, _Row, dict[str, _BigramEntry]]
 
-    `contributions[i]` is what the match at `positions[i]` adds to each exemplar's dot
-    product and `norm2` the squared weight of every position. Small inputs use one
-    dense matrix product; large ones only visit blocks that hold a match, so memory
-    and time stay linear in the text.
-    """
-    blocks = -(-total // STRIDE)
-    block_norm2 = np.add.reduceat(norm2, np.arange(0, total, STRIDE))
-    window_norms = np.sqrt(block_norm2[:-1] + block_norm2[1:])
-    window_norms[window_norms == 0] = 1.0
-    if blocks * len(positions) <= dense_limit:
-        membership = np.zeros((blocks, len(positions)), dtype=np.float32)
-        membership[positions // STRIDE, np.arange(len(positions))] = 1.0
-        block_dots = membership @ contributions
-        window_dots = block_dots[:-1] + block_dots[1:]
-        return float((window_dots.max(axis=1) / window_norms).max())
-    order = np.argsort(positions, kind="stable")
-    present, first = np.unique(positions[order] // STRIDE, return_index=True)
-    sums = np.add.reduceat(contributions[order], first, axis=0)
-    last = len(present) - 1
-    following = np.minimum(np.searchsorted(present, present + 1), last)
-    next_sums = np.where((present[following] == present + 1)[:, None], sums[following], 0.0)
-    preceding = np.minimum(np.searchsorted(present, present - 1), last)
-    prev_sums = np.where((present[preceding] == present - 1)[:, None], sums[preceding], 0.0)
-    best = 0.0
-    starts_here = present < blocks - 1  # window (b, b + 1)
-    if starts_here.any():
-        dots = (sums + next_sums)[starts_here].max(axis=1)
-        best = float((dots / window_norms[present[starts_here]]).max())
-    ends_here = present >= 1  # window (b - 1, b)
-    if ends_here.any():
-        dots = (sums + prev_sums)[ends_here].max(axis=1)
-        best = max(best, float((dots / window_norms[present[ends_here] - 1]).max()))
-    return best
+
+def _sparse(row: FloatArray) -> tuple[tuple[int, float], ...]:
+    """The non-zero entries of one feature row: (exemplar, contribution) pairs."""
+    return tuple((int(column), float(row[column])) for column in np.flatnonzero(row))
+
+
+def _add(dots: dict[int, dict[int, float]], block: int, row: tuple[tuple[int, float], ...]) -> None:
+    target = dots.get(block)
+    if target is None:
+        target = dots[block] = {}
+    for exemplar, value in row:
+        target[exemplar] = target.get(exemplar, 0.0) + value
 
 
 # --------------------------------------------------------------------------- detector
@@ -493,8 +502,14 @@ class Detector:
         scaled = (similarity - SIMILARITY_LOW) / (SIMILARITY_HIGH - SIMILARITY_LOW)
         similarity_score = min(1.0, max(0.0, scaled))
         heuristic = 1.0 - (1.0 - rule_score) * (1.0 - similarity_score)
+        # The model's tokens are runs of word characters; for ASCII text without stray
+        # control characters they are exactly the rule tokens, so the split is reused.
+        if model_text.isascii() and not _STRAY_CONTROL.search(model_text):
+            model_tokens = tokens
+        else:
+            model_tokens = learned.tokens(model_text)
         return Evidence(
-            learned.tokens(model_text),
+            model_tokens,
             tuple(names),
             heuristic,
             similarity,

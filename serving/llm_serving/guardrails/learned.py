@@ -42,6 +42,7 @@ shipped data and fails until ``hack/train_injection_model.py`` is run again.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import importlib.resources
@@ -367,13 +368,17 @@ class Model:
         count = len(words)
         if not count:
             return 0.0
-        get = self._token_cache.get
-        entries = [get(token) or self._token(token) for token in words]
-        unigram = [entry[1] for entry in entries]
+        # C-level maps and sums over the cached per-token entries: no Python frame per
+        # token, and the sums run in the same order as the explicit loops would.
+        entries: list[_TokenWeights | None] = list(map(self._token_cache.get, words))
+        missing = -1
+        with contextlib.suppress(ValueError):  # list.index: no (further) word to fill in
+            while True:  # words not seen yet (names, numbers), one at a time
+                missing = entries.index(None, missing + 1)
+                entries[missing] = self._token(words[missing])
+        glossed, unigram, char_sum, char_count, following = zip(*entries, strict=True)
         # pair[i] is the weight of the bigram ending at token i + 1.
-        pair = [a[4].get(b[0], 0.0) for a, b in itertools.pairwise(entries)]
-        char_sum = [entry[2] for entry in entries]
-        char_count = [entry[3] for entry in entries]
+        pair = list(map(dict.get, following[:-1], glossed[1:], itertools.repeat(0.0)))
         if count <= WINDOW:
             return _window_value(
                 sum(unigram) + sum(pair), 2 * count - 1, sum(char_sum), sum(char_count)

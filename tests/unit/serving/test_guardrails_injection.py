@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 
 import numpy as np
 import pytest
@@ -133,12 +134,80 @@ def test_default_corpus_loads() -> None:
     assert len(set(corpus.attacks)) == len(corpus.attacks)
 
 
-def test_dense_and_sparse_windows_agree() -> None:
+def _reference_best(
+    index: injection.SimilarityIndex, corpus: injection.Corpus, tokens: list[str]
+) -> float:
+    """`SimilarityIndex.best` spelled out with dictionaries, window by window."""
+    vocabulary, width = index._vocabulary, index._width
+    oov = len(vocabulary)
+    unigram_weight = {i: float(w) for i, w in enumerate(index._unigram_weight)}
+    bigram_weight = {
+        int(k): float(w) for k, w in zip(index._bigram_keys, index._bigram_weight, strict=True)
+    }
+    unknown = index._max_idf
+
+    def features(words: list[str]) -> list[list[tuple[str, float]]]:
+        """Per position: (feature, weight) of its unigram and of the bigram ending there."""
+        ids = [vocabulary.get(word, oov) for word in words]
+        out = []
+        for position, current in enumerate(ids):
+            found = [(f"u{current}", unigram_weight[current])]
+            if position:
+                key = ids[position - 1] * width + current
+                found.append((f"b{key}", bigram_weight.get(key, unknown)))
+            out.append(found)
+        return out
+
+    exemplars = []
+    for attack in corpus.attacks:
+        vector: dict[str, float] = {}
+        for position in features(rules.tokenize(injection.normalize(attack))):
+            for name, weight in position:
+                vector[name] = vector.get(name, 0.0) + weight
+        norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
+        exemplars.append({name: value / norm for name, value in vector.items()})
+    positions = features(tokens)
+    total = len(tokens)
+    windows = (
+        [range(total)]
+        if total <= injection.WINDOW
+        else [
+            range(start, min(total, start + injection.WINDOW))
+            for start in range(0, total - injection.STRIDE, injection.STRIDE)
+        ]
+    )
+    best = 0.0
+    for window in windows:
+        norm = math.sqrt(sum(w * w for p in window for _, w in positions[p])) or 1.0
+        for exemplar in exemplars:
+            dot = sum(w * exemplar.get(name, 0.0) for p in window for name, w in positions[p])
+            best = max(best, dot / norm)
+    return best
+
+
+def test_similarity_matches_the_window_by_window_reference() -> None:
+    corpus = injection.Corpus.load_default()
+    corpus = injection.Corpus(corpus.attacks[:40], corpus.background)
+    index = injection.SimilarityIndex(corpus)
     generator = np.random.default_rng(5)
-    for total in (40, 100, 333, 1000):
-        positions = np.unique(generator.integers(0, total, size=total // 3)).astype(np.int64)
-        contributions = generator.random((len(positions), 7)).astype(np.float32)
-        norm2 = generator.random(total) + 0.5
-        dense = injection._best_window(positions, contributions, norm2, total)
-        sparse = injection._best_window(positions, contributions, norm2, total, dense_limit=0)
-        assert sparse == pytest.approx(dense, rel=1e-5)
+    words = [*sorted(index._vocabulary), "zyzzyva", "quokka", "the", "and"]
+    attacks = [rules.tokenize(injection.normalize(text)) for text in corpus.attacks]
+    for total in (1, 2, 7, 32, 33, 40, 100, 333):
+        # Random words mixed with fragments of exemplars, so known bigrams fall on
+        # every kind of block boundary.
+        tokens: list[str] = []
+        while len(tokens) < total:
+            if generator.random() < 0.5:
+                tokens.append(words[generator.integers(0, len(words))])
+            else:
+                attack = attacks[generator.integers(0, len(attacks))]
+                start = int(generator.integers(0, max(1, len(attack) - 3)))
+                tokens.extend(attack[start : start + int(generator.integers(2, 5))])
+        tokens = tokens[:total]
+        if total >= 40:  # a whole exemplar buried in the middle
+            middle = total // 2
+            tokens[middle : middle + len(attacks[3])] = attacks[3]
+        expected = _reference_best(index, corpus, tokens)
+        assert index.best(tokens) == pytest.approx(expected, rel=1e-5, abs=1e-9), total
+        if total >= 40:
+            assert expected > 0.35  # the buried exemplar is found, so the check has teeth
