@@ -518,7 +518,7 @@ class Gateway:
 
     async def _send(
         self, request: web.Request, path: str, body: bytes | None, runtime: Runtime
-    ) -> aiohttp.ClientResponse:
+    ) -> upstream.EngineResponse:
         ctx = request[CONTEXT]
         ctx.proxied = True
         headers = self.upstream.headers(
@@ -535,10 +535,10 @@ class Gateway:
         finally:
             ctx.upstream_seconds += time.perf_counter() - started
 
-    async def _read_upstream(self, ctx: RequestContext, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_upstream(self, ctx: RequestContext, response: upstream.EngineResponse) -> bytes:
         started = time.perf_counter()
         try:
-            return await upstream.read_body(response)
+            return await response.read()
         except errors.GatewayError as exc:
             self.metrics.upstream_errors.labels(exc.code or "error").inc()
             raise
@@ -546,7 +546,7 @@ class Gateway:
             ctx.upstream_seconds += time.perf_counter() - started
 
     @staticmethod
-    def _passthrough(response: aiohttp.ClientResponse, body: bytes) -> web.Response:
+    def _passthrough(response: upstream.EngineResponse, body: bytes) -> web.Response:
         content_type = response.headers.get("Content-Type", "application/json")
         if response.status >= 400 and not content_type.startswith("application/json"):
             return errors.GatewayError(
@@ -901,7 +901,7 @@ class Gateway:
     async def _pump(
         self,
         ctx: RequestContext,
-        response: aiohttp.ClientResponse,
+        response: upstream.EngineResponse,
         out: web.StreamResponse,
         filter_: sse.StreamFilter,
     ) -> None:
@@ -911,10 +911,9 @@ class Gateway:
         while not filter_.done:
             started = time.perf_counter()
             try:
-                chunk = await response.content.readany()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                chunk = await response.readany()
+            except errors.GatewayError as error:
                 ctx.upstream_seconds += time.perf_counter() - started
-                error = upstream.translate(exc)
                 self.metrics.upstream_errors.labels(error.code or "error").inc()
                 await out.write(sse.encode(error.body()) + sse.DONE)
                 return

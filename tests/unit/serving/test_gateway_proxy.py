@@ -212,7 +212,7 @@ async def test_upstream_down_is_503_with_retry_after(tmp_path: pathlib.Path) -> 
 async def test_upstream_timeout_is_504(tmp_path: pathlib.Path) -> None:
     engine = support.ScriptedEngine(delay=2.0)
     async with support.stack(tmp_path, engine=engine) as running:
-        running.gateway.gateway.upstream.timeout = aiohttp.ClientTimeout(sock_read=0.2)
+        running.gateway.gateway.upstream.pool.read_timeout = 0.2
         async with running.client.post(
             f"{running.url}/v1/chat/completions", json=CHAT_BODY
         ) as response:
