@@ -15,7 +15,7 @@ FILE ?= examples/minimal.yaml
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py serving/llm_serving/guardrails/_fastscore.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[serving,dev]'
@@ -29,14 +29,14 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 
 .PHONY: lint
 lint: install ## ruff and mypy --strict on both packages
-	$(BIN)/ruff check operator serving tests bench
-	$(BIN)/ruff format --check operator serving tests bench
+	$(BIN)/ruff check operator serving tests bench setup.py
+	$(BIN)/ruff format --check operator serving tests bench setup.py
 	$(BIN)/mypy
 
 .PHONY: fmt
 fmt: install ## format the code
-	$(BIN)/ruff format operator serving tests bench
-	$(BIN)/ruff check --fix operator serving tests bench
+	$(BIN)/ruff format operator serving tests bench setup.py
+	$(BIN)/ruff check --fix operator serving tests bench setup.py
 
 .PHONY: crds
 crds: install ## regenerate the CRD (crds/ and the chart's copy) from the pydantic models

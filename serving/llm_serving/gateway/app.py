@@ -48,7 +48,7 @@ from llm_serving.gateway import (
     sse,
     upstream,
 )
-from llm_serving.guardrails import pipeline, tokens
+from llm_serving.guardrails import injection, pipeline, tokens
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +327,13 @@ class Gateway:
         else:
             initial = config.default_policy()
             logger.info("no policy file: default guardrails on")
+        if injection.compiled():
+            logger.info("prompt-injection scorer: compiled loops")
+        else:
+            logger.warning(
+                "prompt-injection scorer: plain Python (the compiled module was not built); "
+                "same verdicts, several times the CPU per prompt"
+            )
         await self.upstream.start()
         await self.apply_policy(initial)
         if self.settings.api_keys_dir is not None:

@@ -62,6 +62,11 @@ import numpy.typing as npt
 
 from llm_serving.guardrails import learned, rules
 
+try:
+    from llm_serving.guardrails import _fastscore
+except ImportError:  # built without a C compiler: the plain-Python loops here
+    _fastscore = None  # type: ignore[assignment]
+
 # --------------------------------------------------------------------------- normalisation
 
 _INVISIBLE_AND_QUOTES: dict[int, str | None] = {
@@ -374,6 +379,20 @@ class SimilarityIndex:
         features at the highest IDF); only positions whose feature occurs in an
         exemplar add to the block's dot products.
         """
+        if _fastscore is not None:
+            return _fastscore.best(
+                tokens,
+                self._token_entries,
+                self._oov_entry,
+                self._unknown_bigram,
+                WINDOW,
+                STRIDE,
+                self.size,
+            )
+        return self.best_in_python(tokens)
+
+    def best_in_python(self, tokens: list[str]) -> float:
+        """`best` in plain Python: the fallback, and the reference for `_fastscore.best`."""
         total = len(tokens)
         if not total:
             return 0.0
@@ -479,7 +498,9 @@ class Detector:
         normalized = normalize(text)
         marked = _mark_sentences(normalized)
         stream = marked.translate(rules.TOKEN_TABLE).split()
-        views = decoded_views(text, text.lower(), max(map(len, stream), default=0))
+        scan = _fastscore.scan if _fastscore is not None else scan_in_python
+        tokens, longest, present, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
+        views = decoded_views(text, text.lower(), longest)
         model_text = normalized
         if views:
             plain = "\n".join(normalize(view) for view in views)
@@ -488,8 +509,8 @@ class Detector:
             normalized = normalized + "\n" + extra
             marked = marked + _SPACED_MARK + extra
             stream += [_SENTENCE_MARK, *extra.translate(rules.TOKEN_TABLE).split()]
-        tokens = [token for token in stream if token != _SENTENCE_MARK]
-        fired = self._fire(normalized, marked, stream, tokens)
+            tokens, _, present, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
+        fired = self._fire(normalized, marked, present, block_masks)
         miss = 1.0
         for rule in fired:
             miss *= 1.0 - rule.weight
@@ -517,14 +538,17 @@ class Detector:
         )
 
     def _fire(
-        self, normalized: str, marked: str, stream: list[str], tokens: list[str]
+        self,
+        normalized: str,
+        marked: str,
+        present: set[str],
+        block_masks: list[dict[str, int]],
     ) -> list[rules.Rule]:
         """Rules that match; each is tried only on sentences containing all its trigger groups.
 
-        `marked` is the normalised text with sentence boundaries replaced by a marker,
-        `stream` its word tokens with the marker as a token, `tokens` the words alone.
+        `marked` is the normalised text with sentence boundaries replaced by a marker;
+        `present` and `block_masks` are what `scan_in_python` finds in its tokens.
         """
-        present = self._trigger_words.intersection(tokens)
         candidates: set[int] = set()
         for word in present:
             candidates.update(self._index_words.get(word, ()))
@@ -538,21 +562,7 @@ class Detector:
         fired: list[rules.Rule] = []
         if not active:
             return fired
-
         sentences = marked.split(_SENTENCE_MARK)
-        # Per block of 64 sentences: trigger word -> bit set of the sentences holding it.
-        block_masks: list[dict[str, int]] = [{}]
-        masks = block_masks[0]
-        number = 0
-        for token in stream:
-            if token == _SENTENCE_MARK:
-                number += 1
-                if number == 64:
-                    number = 0
-                    masks = {}
-                    block_masks.append(masks)
-            elif token in present:
-                masks[token] = masks.get(token, 0) | (1 << number)
         for rule in active:
             if rule.min_matches > 1:
                 if len(rule.pattern.findall(normalized)) >= rule.min_matches:
@@ -597,6 +607,37 @@ class Detector:
                 where >>= 1
                 index += 1
         return False
+
+
+def compiled() -> bool:
+    """Whether the scorers run their compiled loops (`_fastscore`) or the Python ones."""
+    return _fastscore is not None and learned.compiled()
+
+
+def scan_in_python(
+    stream: list[str], trigger_words: frozenset[str], mark: str
+) -> tuple[list[str], int, set[str], list[dict[str, int]]]:
+    """Words, longest token, trigger words present, and their sentences (see `_fastscore.scan`).
+
+    `stream` is the rule tokens of the marked text, `mark` standing for a sentence
+    boundary. The last item holds, per block of 64 sentences, a dict from each trigger
+    word present to the bit set of the block's sentences that contain it.
+    """
+    tokens = [token for token in stream if token != mark]
+    present = trigger_words.intersection(tokens)
+    block_masks: list[dict[str, int]] = [{}]
+    masks = block_masks[0]
+    number = 0
+    for token in stream:
+        if token == mark:
+            number += 1
+            if number == 64:
+                number = 0
+                masks = {}
+                block_masks.append(masks)
+        elif token in present:
+            masks[token] = masks.get(token, 0) | (1 << number)
+    return tokens, max(map(len, stream), default=0), set(present), block_masks
 
 
 @functools.cache

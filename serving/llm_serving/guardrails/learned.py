@@ -50,8 +50,14 @@ import itertools
 import json
 import math
 import re
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+try:
+    from llm_serving.guardrails import _fastscore
+except ImportError:  # built without a C compiler: the plain-Python loops below
+    _fastscore = None  # type: ignore[assignment]
 
 WINDOW = 128
 STRIDE = 64
@@ -259,6 +265,44 @@ def _window_value(word_sum: float, word_count: int, char_sum: float, char_count:
     return value + char_sum * math.pow(max(char_count, MIN_CHAR_TOTAL), -NORM_POWER)
 
 
+def _text_logit(entries: list[_TokenWeights]) -> float:
+    """`Model.text_logit` over the token entries in plain Python (see `_fastscore`)."""
+    count = len(entries)
+    # C-level maps and sums: no Python frame per token.
+    glossed, unigram, char_sum, char_count, following = zip(*entries, strict=True)
+    # pair[i] is the weight of the bigram ending at token i + 1.
+    pair = list(map(dict.get, following[:-1], glossed[1:], itertools.repeat(0.0)))
+    if count <= WINDOW:
+        return _window_value(
+            sum(unigram) + sum(pair), 2 * count - 1, sum(char_sum), sum(char_count)
+        )
+    unigram_prefix = list(itertools.accumulate(unigram, initial=0.0))
+    pair_prefix = list(itertools.accumulate(pair, initial=0.0))
+    sum_prefix = list(itertools.accumulate(char_sum, initial=0.0))
+    count_prefix = list(itertools.accumulate(char_count, initial=0))
+    starts = list(range(0, count - WINDOW + 1, STRIDE))
+    if starts[-1] != count - WINDOW:
+        starts.append(count - WINDOW)
+    best = -math.inf
+    for start in starts:
+        end = start + WINDOW
+        word_sum = unigram_prefix[end] - unigram_prefix[start]
+        word_sum += pair_prefix[end - 1] - pair_prefix[start]
+        value = _window_value(
+            word_sum,
+            2 * WINDOW - 1,
+            sum_prefix[end] - sum_prefix[start],
+            count_prefix[end] - count_prefix[start],
+        )
+        best = max(best, value)
+    return best
+
+
+def compiled() -> bool:
+    """Whether `Model.text_logit` runs the compiled loop (`_fastscore`)."""
+    return _fastscore is not None
+
+
 def _sigmoid(value: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, value))))
 
@@ -365,44 +409,19 @@ class Model:
 
     def text_logit(self, words: list[str]) -> float:
         """Best window's word plus character contribution (without bias or extras)."""
-        count = len(words)
-        if not count:
+        if not words:
             return 0.0
-        # C-level maps and sums over the cached per-token entries: no Python frame per
-        # token, and the sums run in the same order as the explicit loops would.
         entries: list[_TokenWeights | None] = list(map(self._token_cache.get, words))
         missing = -1
         with contextlib.suppress(ValueError):  # list.index: no (further) word to fill in
             while True:  # words not seen yet (names, numbers), one at a time
                 missing = entries.index(None, missing + 1)
                 entries[missing] = self._token(words[missing])
-        glossed, unigram, char_sum, char_count, following = zip(*entries, strict=True)
-        # pair[i] is the weight of the bigram ending at token i + 1.
-        pair = list(map(dict.get, following[:-1], glossed[1:], itertools.repeat(0.0)))
-        if count <= WINDOW:
-            return _window_value(
-                sum(unigram) + sum(pair), 2 * count - 1, sum(char_sum), sum(char_count)
+        if _fastscore is not None:
+            return _fastscore.text_logit(
+                entries, WINDOW, STRIDE, MIN_WORD_TOTAL, MIN_CHAR_TOTAL, NORM_POWER
             )
-        unigram_prefix = list(itertools.accumulate(unigram, initial=0.0))
-        pair_prefix = list(itertools.accumulate(pair, initial=0.0))
-        sum_prefix = list(itertools.accumulate(char_sum, initial=0.0))
-        count_prefix = list(itertools.accumulate(char_count, initial=0))
-        starts = list(range(0, count - WINDOW + 1, STRIDE))
-        if starts[-1] != count - WINDOW:
-            starts.append(count - WINDOW)
-        best = -math.inf
-        for start in starts:
-            end = start + WINDOW
-            word_sum = unigram_prefix[end] - unigram_prefix[start]
-            word_sum += pair_prefix[end - 1] - pair_prefix[start]
-            value = _window_value(
-                word_sum,
-                2 * WINDOW - 1,
-                sum_prefix[end] - sum_prefix[start],
-                count_prefix[end] - count_prefix[start],
-            )
-            best = max(best, value)
-        return best
+        return _text_logit(typing.cast(list[_TokenWeights], entries))
 
     def extras_logit(self, extras: Mapping[str, float]) -> float:
         """Contribution of the rule and similarity evidence."""

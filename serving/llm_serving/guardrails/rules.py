@@ -34,9 +34,13 @@ class Rule:
 
     def applies(self, words: frozenset[str] | set[str], text: str) -> bool:
         """Whether the trigger words or substrings allow this rule to run on `text`."""
-        if self.need and all(not group.isdisjoint(words) for group in self.need):
-            return True
-        return any(sub in text for sub in self.substrings)
+        if self.need:
+            for group in self.need:
+                if group.isdisjoint(words):
+                    break
+            else:
+                return True
+        return bool(self.substrings) and any(sub in text for sub in self.substrings)
 
 
 def _rule(

@@ -1,0 +1,24 @@
+"""Type stubs of the compiled scorer loops (`_fastscore.pyx`)."""
+
+from typing import Any
+
+def text_logit(
+    entries: list[Any],
+    window: int,
+    stride: int,
+    min_word: int,
+    min_char: int,
+    power: float,
+) -> float: ...
+def best(
+    tokens: list[str],
+    token_entries: dict[str, Any],
+    oov_entry: tuple[Any, ...],
+    unknown_bigram: tuple[Any, ...],
+    window: int,
+    stride: int,
+    exemplars: int,
+) -> float: ...
+def scan(
+    stream: list[str], trigger_words: frozenset[str], mark: str
+) -> tuple[list[str], int, set[str], list[dict[str, int]]]: ...

@@ -1,0 +1,238 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled inner loops of the prompt-injection scorers.
+
+`text_logit` is `learned.Model.text_logit` after the per-token lookups, and `best` is
+`injection.SimilarityIndex.best`, both over the same Python data structures the
+plain-Python versions use. Each addition happens in the same order as there, so the
+results are equal to the last bit; a unit test holds the two paths equal on every
+evaluation prompt. The package falls back to the plain-Python versions when this
+module was not built (no C compiler at install time).
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+from libc.math cimport pow, sqrt
+from libc.stdlib cimport calloc, free, malloc
+
+
+cdef double _window_value(
+    double word_sum, Py_ssize_t word_count, double char_sum, Py_ssize_t char_count,
+    Py_ssize_t min_word, Py_ssize_t min_char, double power,
+):
+    cdef double value = word_sum * pow(<double>(word_count if word_count > min_word else min_word), -power)
+    return value + char_sum * pow(<double>(char_count if char_count > min_char else min_char), -power)
+
+
+def text_logit(
+    list entries, Py_ssize_t window, Py_ssize_t stride, Py_ssize_t min_word,
+    Py_ssize_t min_char, double power,
+):
+    """Best window's word plus character contribution.
+
+    `entries` holds one `learned.Model` token entry per word: (glossed word, unigram
+    weight, summed character-gram weight, character-gram count, next word -> bigram
+    weight).
+    """
+    cdef Py_ssize_t count = len(entries), i, start, end
+    if count == 0:
+        return 0.0
+    cdef tuple entry, previous = None
+    cdef PyObject* found
+    cdef double unigram = 0.0, pair = 0.0, char_sum = 0.0, word_sum, value, best
+    cdef Py_ssize_t char_count = 0
+    if count <= window:
+        for i in range(count):
+            entry = <tuple>entries[i]
+            unigram += <double>entry[1]
+            char_sum += <double>entry[2]
+            char_count += <Py_ssize_t>entry[3]
+            if i:
+                found = PyDict_GetItem(<dict>previous[4], entry[0])
+                if found is not NULL:
+                    pair += <double><object>found
+            previous = entry
+        return _window_value(unigram + pair, 2 * count - 1, char_sum, char_count, min_word, min_char, power)
+    # Prefix sums, as itertools.accumulate builds them in the plain-Python version.
+    cdef double* unigram_prefix = <double*>malloc((count + 1) * sizeof(double))
+    cdef double* pair_prefix = <double*>malloc(count * sizeof(double))
+    cdef double* sum_prefix = <double*>malloc((count + 1) * sizeof(double))
+    cdef Py_ssize_t* count_prefix = <Py_ssize_t*>malloc((count + 1) * sizeof(Py_ssize_t))
+    if not unigram_prefix or not pair_prefix or not sum_prefix or not count_prefix:
+        free(unigram_prefix)
+        free(pair_prefix)
+        free(sum_prefix)
+        free(count_prefix)
+        raise MemoryError()
+    try:
+        unigram_prefix[0] = 0.0
+        pair_prefix[0] = 0.0
+        sum_prefix[0] = 0.0
+        count_prefix[0] = 0
+        for i in range(count):
+            entry = <tuple>entries[i]
+            unigram_prefix[i + 1] = unigram_prefix[i] + <double>entry[1]
+            sum_prefix[i + 1] = sum_prefix[i] + <double>entry[2]
+            count_prefix[i + 1] = count_prefix[i] + <Py_ssize_t>entry[3]
+            if i:  # pair_prefix[i]: bigrams ending at tokens 1..i
+                found = PyDict_GetItem(<dict>previous[4], entry[0])
+                if found is not NULL:
+                    pair_prefix[i] = pair_prefix[i - 1] + <double><object>found
+                else:
+                    pair_prefix[i] = pair_prefix[i - 1] + 0.0
+            previous = entry
+        best = -1e308
+        start = 0
+        while True:  # starts 0, stride, 2 * stride, ... and the last full window
+            if start > count - window:
+                start = count - window
+            end = start + window
+            word_sum = unigram_prefix[end] - unigram_prefix[start]
+            word_sum += pair_prefix[end - 1] - pair_prefix[start]
+            value = _window_value(
+                word_sum, 2 * window - 1, sum_prefix[end] - sum_prefix[start],
+                count_prefix[end] - count_prefix[start], min_word, min_char, power,
+            )
+            if value > best:
+                best = value
+            if start == count - window:
+                break
+            start += stride
+        return best
+    finally:
+        free(unigram_prefix)
+        free(pair_prefix)
+        free(sum_prefix)
+        free(count_prefix)
+
+
+cdef inline bint _add_row(double* target, object row):
+    """Add one sparse row, ((exemplar, contribution), ...); True if it was not empty."""
+    cdef tuple pair
+    if not row:
+        return False
+    for pair in <tuple>row:
+        target[<Py_ssize_t>pair[0]] += <double>pair[1]
+    return True
+
+
+def best(
+    list tokens, dict token_entries, tuple oov_entry, tuple unknown_bigram,
+    Py_ssize_t window, Py_ssize_t stride, Py_ssize_t exemplars,
+):
+    """Highest cosine between a window of `tokens` and an exemplar.
+
+    `token_entries` maps a word to (squared unigram weight, sparse unigram row, next
+    word -> (squared bigram weight, sparse bigram row)); see `SimilarityIndex`.
+    Blocks are visited in order with one dot-product vector for the current block
+    and one for the previous, so memory does not grow with the text.
+    """
+    cdef Py_ssize_t total = len(tokens), position, block, first, last, blocks, size, exemplar
+    if total == 0 or exemplars == 0:
+        return 0.0
+    cdef list entries = [None] * total
+    cdef list bigrams = [None] * total  # bigrams[position]: the pair ending there
+    cdef PyObject* found
+    for position in range(total):
+        found = PyDict_GetItem(token_entries, tokens[position])
+        entries[position] = <object>found if found is not NULL else oov_entry
+    for position in range(1, total):
+        found = PyDict_GetItem(<dict>(<tuple>entries[position - 1])[2], tokens[position])
+        bigrams[position] = <object>found if found is not NULL else unknown_bigram
+    size = stride if total > window else total  # one block when the text fits a window
+    blocks = (total + size - 1) // size
+    cdef double* previous = <double*>calloc(exemplars, sizeof(double))
+    cdef double* current = <double*>calloc(exemplars, sizeof(double))
+    cdef double* swap
+    cdef double previous_norm2 = 0.0, current_norm2, position_norm2, top, norm, value
+    cdef double result = 0.0
+    cdef bint previous_any = False, current_any
+    if not previous or not current:
+        free(previous)
+        free(current)
+        raise MemoryError()
+    try:
+        for block in range(blocks):
+            first = block * size
+            last = first + size if first + size < total else total
+            for exemplar in range(exemplars):
+                current[exemplar] = 0.0
+            current_norm2 = 0.0
+            for position in range(first, last):
+                position_norm2 = <double>(<tuple>entries[position])[0]
+                if position:
+                    position_norm2 = position_norm2 + <double>(<tuple>bigrams[position])[0]
+                current_norm2 += position_norm2
+            # Unigram contributions first, then bigram ones, as in the Python version.
+            current_any = False
+            for position in range(first, last):
+                if _add_row(current, (<tuple>entries[position])[1]):
+                    current_any = True
+            for position in range(first if first else 1, last):
+                if _add_row(current, (<tuple>bigrams[position])[1]):
+                    current_any = True
+            if total <= window:
+                norm = sqrt(current_norm2)
+                if not current_any or not norm > 0:
+                    return 0.0
+                top = current[0]
+                for exemplar in range(1, exemplars):
+                    if current[exemplar] > top:
+                        top = current[exemplar]
+                return top / norm
+            if block and (previous_any or current_any):  # the window (block - 1, block)
+                top = previous[0] + current[0]
+                for exemplar in range(1, exemplars):
+                    value = previous[exemplar] + current[exemplar]
+                    if value > top:
+                        top = value
+                norm = sqrt(previous_norm2 + current_norm2)
+                if norm == 0.0:
+                    norm = 1.0
+                if top / norm > result:
+                    result = top / norm
+            swap = previous
+            previous = current
+            current = swap
+            previous_norm2 = current_norm2
+            previous_any = current_any
+        return result
+    finally:
+        free(previous)
+        free(current)
+
+
+def scan(list stream, frozenset trigger_words, str mark):
+    """One pass over the rule tokens of a prompt (see `injection.scan_in_python`).
+
+    Returns the words without sentence marks, the longest token's length, the trigger
+    words present, and per block of 64 sentences a dict from trigger word to the bit
+    set of the sentences holding it.
+    """
+    cdef list tokens = []
+    cdef set present = set()
+    cdef dict masks = {}
+    cdef list block_masks = [masks]
+    cdef Py_ssize_t longest = 0, length, number = 0
+    cdef unsigned long long bit
+    cdef PyObject* found
+    cdef str token
+    for token in stream:
+        length = len(token)
+        if length > longest:
+            longest = length
+        if token == mark:
+            number += 1
+            if number == 64:
+                number = 0
+                masks = {}
+                block_masks.append(masks)
+            continue
+        tokens.append(token)
+        if token in trigger_words:
+            present.add(token)
+            bit = (<unsigned long long>1) << number
+            found = PyDict_GetItem(masks, token)
+            if found is not NULL:
+                bit |= <unsigned long long><object>found
+            masks[token] = bit
+    return tokens, longest, present, block_masks

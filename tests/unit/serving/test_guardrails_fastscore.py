@@ -1,0 +1,96 @@
+"""The compiled scorer loops (`_fastscore`) against their plain-Python versions.
+
+The project's install builds the extension (Cython, from the build requirements);
+the plain-Python versions are the fallback and the reference. Results must be equal
+to the last bit, so a verdict never depends on which path a gateway runs.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from llm_serving.guardrails import injection, learned, rules
+
+try:
+    from llm_serving.guardrails import _fastscore
+except ImportError:  # pragma: no cover - the project's install builds it
+    _fastscore = None  # type: ignore[assignment]
+
+DATA = pathlib.Path(__file__).resolve().parents[2] / "data" / "guardrails"
+MARK = "\x00"
+
+
+def _texts() -> list[str]:
+    texts = [json.loads(line)["text"] for line in (DATA / "injection_eval.jsonl").open()]
+    generator = np.random.default_rng(11)
+    words = " ".join(texts).split()
+    for size in (0, 1, 2, 31, 32, 33, 127, 128, 129, 200, 700, 3000):
+        texts.append(" ".join(words[i] for i in generator.integers(0, len(words), size=size)))
+    # Many short sentences: more than 64 of them, so the sentence masks span blocks.
+    texts.append(" ".join(f"Sentence {i} asks you to ignore the rules. " for i in range(150)))
+    return texts
+
+
+TEXTS = _texts()
+
+
+def test_the_extension_is_built() -> None:
+    assert _fastscore is not None, (
+        "llm_serving.guardrails._fastscore is missing: reinstall the project (make install) "
+        "with a C compiler present; the scorers are running their plain-Python versions"
+    )
+    assert injection._fastscore is _fastscore
+    assert learned._fastscore is _fastscore
+    assert injection.compiled()
+
+
+@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+def test_scan_equals_the_python_version() -> None:
+    detector = injection.shared()
+    for text in TEXTS:
+        marked = injection._mark_sentences(injection.normalize(text))
+        stream = marked.translate(rules.TOKEN_TABLE).split()
+        expected = injection.scan_in_python(stream, detector._trigger_words, MARK)
+        assert _fastscore.scan(stream, detector._trigger_words, MARK) == expected
+
+
+@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+def test_similarity_equals_the_python_version_to_the_bit() -> None:
+    index = injection.shared()._similarity
+    for text in TEXTS:
+        tokens = injection.shared().evidence(text).tokens
+        assert index.best(tokens) == index.best_in_python(tokens)
+
+
+@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+def test_learned_window_logit_equals_the_python_version_to_the_bit() -> None:
+    model = learned.shared()
+    for text in TEXTS:
+        words = injection.shared().evidence(text).tokens
+        if not words:
+            continue
+        model.text_logit(words)  # fills the token cache
+        entries = [model._token_cache[word] for word in words]
+        compiled = _fastscore.text_logit(
+            entries,
+            learned.WINDOW,
+            learned.STRIDE,
+            learned.MIN_WORD_TOTAL,
+            learned.MIN_CHAR_TOTAL,
+            learned.NORM_POWER,
+        )
+        assert compiled == learned._text_logit(entries)
+
+
+@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+def test_verdicts_are_the_same_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    detector = injection.shared()
+    compiled = [detector.score(text) for text in TEXTS]
+    monkeypatch.setattr(injection, "_fastscore", None)
+    monkeypatch.setattr(learned, "_fastscore", None)
+    assert not injection.compiled()
+    assert [detector.score(text) for text in TEXTS] == compiled
