@@ -22,3 +22,6 @@ def best(
 def scan(
     stream: list[str], trigger_words: frozenset[str], mark: str
 ) -> tuple[list[str], int, set[str], list[dict[str, int]]]: ...
+def char_gram_sum(
+    token: str, weights: dict[str, float], smallest: int, largest: int, chars: int
+) -> tuple[float, int]: ...

@@ -236,3 +236,20 @@ def scan(list stream, frozenset trigger_words, str mark):
                 bit |= <unsigned long long><object>found
             masks[token] = bit
     return tokens, longest, present, block_masks
+
+
+def char_gram_sum(str token, dict weights, Py_ssize_t smallest, Py_ssize_t largest, Py_ssize_t chars):
+    """Summed weight and count of a token's character n-grams (see `learned.char_grams`)."""
+    cdef str word = "<" + token[:chars] + ">"
+    cdef Py_ssize_t size = len(word), n, i, count = 0
+    cdef double total = 0.0
+    cdef PyObject* found
+    for n in range(smallest, largest + 1):
+        for i in range(size - n + 1):
+            found = PyDict_GetItem(weights, word[i : i + n])
+            if found is not NULL:
+                total += <double><object>found
+            else:
+                total += 0.0
+            count += 1
+    return total, count

@@ -392,14 +392,20 @@ class Model:
 
     def _token(self, token: str) -> _TokenWeights:
         """Gloss, unigram weight, summed character-gram weight, gram count, bigram row."""
-        grams = char_grams(token)
-        get = self.chars.get
+        if _fastscore is not None:
+            gram_sum, gram_count = _fastscore.char_gram_sum(
+                token, self.chars, CHAR_MIN, CHAR_MAX, CHAR_WORD_CHARS
+            )
+        else:
+            grams = char_grams(token)
+            get = self.chars.get
+            gram_sum, gram_count = sum(get(gram, 0.0) for gram in grams), len(grams)
         glossed = GLOSS.get(token, token)
         entry = (
             glossed,
             self.unigrams.get(glossed, 0.0),
-            sum(get(gram, 0.0) for gram in grams),
-            len(grams),
+            gram_sum,
+            gram_count,
             self._following.get(glossed, _NO_FOLLOWERS),
         )
         if len(self._token_cache) >= len(self._seed) + _CACHE_LIMIT:

@@ -148,8 +148,10 @@ _CONTEXT_PHONE = re.compile(
 # Runs of digits and separators long enough to hold a phone number, card, SSN or IPv4
 # address; the specific patterns run only inside these runs.
 _NUMERIC_RUN = re.compile(r"[\d(+][\d \-.()/+]{5,}\d")
+_RUN_LEAD = frozenset(" -.()/+")  # the non-digits a numeric run may start with
 _SSN = re.compile(r"\d(?<![\w\-.]\d)(\d\d)([\- ])(\d\d)\2(\d{4})(?![\w\-]|\.\d)")
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d\d(?: ?[A-Z0-9]){11,30}")
+_IBAN_HEAD = re.compile(r"[A-Z]{2}\d\d")
 _IPV4 = re.compile(r"\d(?<![\w.\-]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\w|\.\d)")
 _IPV4_VERSION_CONTEXT = re.compile(r"(?i:version|release|ver|v)\s*$")
 _IPV6 = re.compile(
@@ -238,8 +240,12 @@ def _cards(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
             yield match.start(), match.end()
 
 
-def _ibans(text: str) -> Iterator[tuple[int, int]]:
-    for match in _IBAN.finditer(text):
+def _ibans(text: str, first: int, last: int) -> Iterator[tuple[int, int]]:
+    """IBANs; `first` and `last` bound the digits in `text` (see `_digit_bounds`)."""
+    head = _IBAN_HEAD.search(text, max(0, first - 2), last + 1)
+    if head is None:  # every IBAN starts with two capital letters and two digits
+        return
+    for match in _IBAN.finditer(text, head.start()):
         candidate = match.group()
         length = IBAN_LENGTHS.get(candidate[:2])
         if length is None:
@@ -343,14 +349,20 @@ def _credentials(text: str, lowered: str) -> Iterator[tuple[int, int]]:
 _DIGIT = re.compile(r"\d")
 
 
-def _has_digit(text: str) -> bool:
-    """Whether `text` holds a character that ``\\d`` matches (ten memchr scans when ASCII)."""
+def _digit_bounds(text: str) -> tuple[int, int] | None:
+    """Index of the first and of the last character ``\\d`` matches, None without one.
+
+    ASCII text takes twenty memchr scans; other text is bounded by its whole length
+    once a digit is found. Numeric entities lie between the two (give or take the
+    punctuation before a number), so the scans for them can skip the rest.
+    """
     if not text.isascii():
-        return _DIGIT.search(text) is not None
-    return (
-        "0" in text or "1" in text or "2" in text or "3" in text or "4" in text
-        or "5" in text or "6" in text or "7" in text or "8" in text or "9" in text
-    )  # fmt: skip
+        found = _DIGIT.search(text)
+        return None if found is None else (found.start(), len(text) - 1)
+    firsts = [index for index in map(text.find, "0123456789") if index >= 0]
+    if not firsts:
+        return None
+    return min(firsts), max(map(text.rfind, "0123456789"))
 
 
 _NUMERIC: dict[policy.PIIEntity, Callable[[str, int, int], Iterator[tuple[int, int]]]] = {
@@ -384,13 +396,17 @@ class PIIDetector:
             kind = policy.PIIEntity.EMAIL
             found.extend((kind, start, end) for start, end in _emails(text))
         # IBANs, cards, SSNs, IPv4 addresses and phone numbers all need a digit.
-        digits = _has_digit(text)
-        if policy.PIIEntity.IBAN in wanted and digits:
+        digits = _digit_bounds(text)
+        if policy.PIIEntity.IBAN in wanted and digits is not None:
             kind = policy.PIIEntity.IBAN
-            found.extend((kind, start, end) for start, end in _ibans(text))
-        if self._numeric and digits:
+            found.extend((kind, start, end) for start, end in _ibans(text, *digits))
+        if self._numeric and digits is not None:
             length = len(text)
-            for run in _NUMERIC_RUN.finditer(text):
+            # A run starts at a digit or at the brackets, signs and separators before one.
+            first = digits[0]
+            while first and text[first - 1] in _RUN_LEAD:
+                first -= 1
+            for run in _NUMERIC_RUN.finditer(text, first, digits[1] + 1):
                 start, end = run.start(), min(length, run.end() + 2)
                 for kind in self._numeric:
                     found.extend((kind, s, e) for s, e in _NUMERIC[kind](text, start, end))

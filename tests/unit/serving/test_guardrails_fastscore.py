@@ -87,6 +87,20 @@ def test_learned_window_logit_equals_the_python_version_to_the_bit() -> None:
 
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
+def test_character_grams_equal_the_python_version_to_the_bit() -> None:
+    model = learned.shared()
+    words = {word for text in TEXTS for word in injection.shared().evidence(text).tokens}
+    words |= {"", "a", "x" * 40, "ünïcödé", "漢字かな"}
+    for word in sorted(words):
+        grams = learned.char_grams(word)
+        expected = (sum(model.chars.get(gram, 0.0) for gram in grams), len(grams))
+        compiled = _fastscore.char_gram_sum(
+            word, model.chars, learned.CHAR_MIN, learned.CHAR_MAX, learned.CHAR_WORD_CHARS
+        )
+        assert compiled == expected, word
+
+
+@pytest.mark.skipif(_fastscore is None, reason="extension not built")
 def test_verdicts_are_the_same_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
     detector = injection.shared()
     compiled = [detector.score(text) for text in TEXTS]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from llm_serving import policy
@@ -144,11 +146,37 @@ def test_resolve_and_apply() -> None:
 
 def test_digit_prefilter_is_exact() -> None:
     """Recognisers that need a digit are skipped without one; ``\\d`` also means non-ASCII."""
-    assert not pii._has_digit("no digits here, ünïcödé or not")
-    assert pii._has_digit("room 7")
-    assert pii._has_digit("عدد ٣")  # an Arabic-Indic digit matches \d
+    assert pii._digit_bounds("no digits here, ünïcödé or not") is None
+    assert pii._digit_bounds("no digits here") is None
+    assert pii._digit_bounds("room 7, floor 12 of 30.") == (5, 21)
+    assert pii._digit_bounds("عدد ٣ x") == (4, 6)  # an Arabic-Indic digit matches \d
     assert found("Grüße, card 4111 1111 1111 1111, ip 10.0.0.1") == [
         ("credit_card", "4111 1111 1111 1111"),
         ("ip_address", "10.0.0.1"),
     ]
     assert found("plain prose with no numbers and a phone keyword: call me") == []
+
+
+def test_digit_bounds_only_narrow_the_scans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scanning between the first and last digit finds what scanning everything finds."""
+    generator = random.Random(7)
+    pieces = [
+        "call +44 20 7946 0958", "(555) 010-4477", "card 4111-1111-1111-1111",
+        "IBAN GB82 WEST 1234 5698 7654 32", "ssn 078-05-1120", "ip 192.168.10.20",
+        "DE89370400440532013000", "v1.2.3", "room 12", "+(", " / ", "-", "..", "word",
+        "Ünïcödé ٣٤٥", "0", "  ", "mail bob@example.com",
+    ]  # fmt: skip
+    texts = [
+        "".join(generator.choice(pieces) + generator.choice(" ,.\n") for _ in range(count))
+        for count in range(1, 12)
+        for _ in range(40)
+    ]
+    detector = pii.PIIDetector(list(policy.PIIEntity))
+    narrowed = [detector.find(text) for text in texts]
+    monkeypatch.setattr(
+        pii,
+        "_digit_bounds",
+        lambda text: (0, len(text) - 1) if pii._DIGIT.search(text) else None,
+    )
+    assert [detector.find(text) for text in texts] == narrowed
+    assert any(narrowed)  # the pieces do hold entities
