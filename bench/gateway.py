@@ -51,6 +51,7 @@ GOAL_THROUGHPUT_RATIO = 0.70
 GATEWAY_CORE = 0
 OTHER_CORE = 1
 BLOCK = 25  # sequential requests per mode before the latency phases switch modes
+FIRST_PROMPT = {"latency": 0, "ttft": 1_000_000, "throughput": 2_000_000}
 MODEL = "bench-model"
 
 SENTENCES = (
@@ -72,8 +73,9 @@ SENTENCES = (
 def prompt(number: int) -> str:
     """A distinct benign 1 KB prompt for request `number` (sentences in a varying order).
 
-    Every request carries new text, so no per-text memo in the gateway can answer from
-    memory: the checks run in full on every request, as they do on fresh traffic.
+    Every request carries new text (each phase numbers its prompts from its own
+    `FIRST_PROMPT` on), so the gateway's memo of checked texts never answers: the
+    checks run in full on every request, as they do on fresh traffic.
     """
     start = number % len(SENTENCES)
     paragraph = " ".join(SENTENCES[start:] + SENTENCES[:start])
@@ -172,13 +174,15 @@ async def _paired(
     the back-to-back cadence within a mode. Both modes get the same prompts.
     """
     max_tokens = 64 if stream else 16
+    first = FIRST_PROMPT["ttft" if stream else "latency"]
     samples: dict[str, list[float]] = {mode: [] for mode in urls}
     modes = list(urls)
     for start in range(0, warmup + count, BLOCK):
         numbers = range(start, min(start + BLOCK, warmup + count))
         for mode in modes if (start // BLOCK) % 2 else reversed(modes):
             for number in numbers:
-                elapsed = await _one(session, urls[mode], _body(stream, max_tokens, number), stream)
+                body = _body(stream, max_tokens, first + number)
+                elapsed = await _one(session, urls[mode], body, stream)
                 if number >= warmup:
                     samples[mode].append(elapsed)
     return samples
@@ -193,7 +197,7 @@ async def _throughput(
     async def client(stop: float) -> None:
         nonlocal done, errors, total
         while time.perf_counter() < stop:
-            body = _body(False, 16, total)
+            body = _body(False, 16, FIRST_PROMPT["throughput"] + total)
             try:
                 async with session.post(url, data=body) as response:
                     await response.read()

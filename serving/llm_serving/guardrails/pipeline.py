@@ -8,6 +8,9 @@ first finding whose action is block. Findings carry the check name, the policy's
 action, a score and, for PII, the entity kind; their messages never contain the
 matched text, so they can go to clients, logs and metrics as they are.
 
+`InputGuard` remembers the results of long texts (bounded, least recently used out):
+chat clients send the system prompt and the history again with every turn.
+
 Streams are scanned by a `StreamScanner` per choice: it holds back the last
 ``streamHoldbackChars`` characters from the first digit in them on (all of them when
 deny patterns are set), any unfinished whitespace-free run, any entity that
@@ -18,6 +21,7 @@ emitted, while plain prose is released word by word.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 
@@ -35,6 +39,12 @@ DENY_PATTERN = "deny_pattern"
 PROMPT_LENGTH = "prompt_length"
 JUDGE = "judge"
 CHECKS = (PROMPT_INJECTION, PII, TOXICITY, DENY_PATTERN, PROMPT_LENGTH, JUDGE)
+#: Input texts shorter than this are checked every time (they are cheap to check).
+MEMO_MIN_CHARS = 256
+#: At most this many input results are remembered per policy...
+MEMO_ENTRIES = 4096
+#: ...holding at most this many characters of prompt and redacted text together.
+MEMO_CHARS = 8 * 1024 * 1024
 
 _ENTITY_NAMES: dict[str, tuple[str, str]] = {
     policy.PIIEntity.EMAIL.value: ("email address", "email addresses"),
@@ -160,13 +170,42 @@ class InputGuard:
         self._injection = injection.shared() if injection_config.enabled else None
         self._threshold = injection_config.threshold
         self._injection_action = injection_config.action
+        self._memo: collections.OrderedDict[str, TextResult] = collections.OrderedDict()
+        self._memo_chars = 0
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` (exact with the model's tokenizer, else the documented estimate)."""
         return self._tokens.count(text)
 
     def check(self, text: str) -> TextResult:
-        """All input checks except the judge; `prompt_length` counts the tokens of `text`."""
+        """All input checks except the judge; `prompt_length` counts the tokens of `text`.
+
+        Results of texts of at least `MEMO_MIN_CHARS` are remembered (least recently
+        used first out, at most `MEMO_ENTRIES` texts and `MEMO_CHARS` characters): a
+        chat client sends the system prompt and the whole history again with every
+        turn, and only the new message needs checking. The result depends on nothing
+        but the text and this guard's policy, and a new policy builds a new guard.
+        """
+        if len(text) < MEMO_MIN_CHARS:
+            return self._check(text)
+        memo = self._memo
+        result = memo.get(text)
+        if result is not None:
+            memo.move_to_end(text)
+            return result
+        result = self._check(text)
+        size = len(text) + (len(result.text) if result.text is not text else 0)
+        if size <= MEMO_CHARS:
+            memo[text] = result
+            self._memo_chars += size
+            while len(memo) > MEMO_ENTRIES or self._memo_chars > MEMO_CHARS:
+                old_text, old = memo.popitem(last=False)
+                self._memo_chars -= len(old_text) + (
+                    len(old.text) if old.text is not old_text else 0
+                )
+        return result
+
+    def _check(self, text: str) -> TextResult:
         limit = self._config.max_prompt_tokens
         if limit is not None:
             over = self._tokens.exceeds(text, limit)
