@@ -253,3 +253,110 @@ def char_gram_sum(str token, dict weights, Py_ssize_t smallest, Py_ssize_t large
                 total += 0.0
             count += 1
     return total, count
+
+
+cdef inline bint _lower_letter(unsigned char c):
+    return 97 <= c <= 122  # a-z
+
+
+cdef inline bint _spacer(unsigned char c):
+    return c == 32 or c == 46 or c == 45 or c == 42  # space . - *
+
+
+cdef inline bint _split_space(unsigned char c):
+    # str.split() white space among ASCII characters: \t-\r, \x1c-\x1f, space
+    return c == 32 or 9 <= c <= 13 or 28 <= c <= 31
+
+
+cdef inline bint _punctuation(unsigned char c):
+    # rules.TOKEN_TABLE: ASCII punctuation, underscore included
+    return 33 <= c <= 47 or 58 <= c <= 64 or 91 <= c <= 96 or 123 <= c <= 126
+
+
+cdef unsigned char _LEET[128]
+for _code in range(128):
+    _LEET[_code] = _code + 32 if 65 <= _code <= 90 else _code
+for _digit, _letter in zip(b"01345$_7", b"oieass t"):
+    _LEET[_digit] = _letter
+
+
+def prepare_ascii(str text):
+    """`injection.normalize`, `_mark_sentences` and the rule tokens of ASCII text, in one go.
+
+    Returns (normalized, marked, stream, clean), where clean means that no control
+    character splits words differently for `learned.tokens` (see
+    `injection._STRAY_CONTROL`), or None for the rare texts this pass does not
+    reproduce (letters spaced out one by one, "?" or "!" right before another sentence
+    end): the caller then takes the plain-Python path. The caller checks that `text`
+    is ASCII.
+    """
+    cdef bytes raw = text.encode("ascii")
+    cdef const unsigned char* source = raw
+    cdef Py_ssize_t size = len(raw), i, kept = 0, start, length
+    cdef unsigned char c
+    # lower case and leetspeak
+    folded = bytearray(size)
+    cdef unsigned char[:] out = folded
+    cdef bint clean = True  # no control characters that \w and str.split() treat apart
+    for i in range(size):
+        c = source[i]
+        if (1 <= c <= 8) or (14 <= c <= 27) or c == 127:
+            clean = False
+        out[i] = _LEET[c]
+    # a hyphen between two lower-case letters goes (neighbours as they were before)
+    normal_buffer = bytearray(size)
+    cdef unsigned char[:] normal = normal_buffer
+    for i in range(size):
+        c = out[i]
+        if c == 45 and 0 < i < size - 1 and _lower_letter(out[i - 1]) and _lower_letter(out[i + 1]):
+            continue
+        normal[kept] = c
+        kept += 1
+    # Letters spaced out one by one (collapsed by the Python path), and "?" or "!"
+    # before another sentence end (the Python path's replacements in turn chain there):
+    # the plain-Python path.
+    for i in range(kept):
+        c = normal[i]
+        if (c == 63 or c == 33) and i + 1 < kept and (
+            normal[i + 1] == 46 or normal[i + 1] == 63 or normal[i + 1] == 33
+        ):
+            return None
+        if (i + 4 < kept and _spacer(c) and _lower_letter(normal[i + 1]) and _spacer(normal[i + 2])
+                and _lower_letter(normal[i + 3]) and _spacer(normal[i + 4])):
+            return None
+    normalized = normal_buffer[:kept].decode("ascii")
+    # sentence marks: NUL -> space; ". ", "? ", "! " and line breaks -> " NUL "
+    marked_buffer = bytearray(kept * 2 + 3)
+    cdef unsigned char[:] marked_view = marked_buffer
+    length = 0
+    i = 0
+    while i < kept:
+        c = normal[i]
+        if c == 0:
+            c = 32
+        if c == 10 or ((c == 46 or c == 63 or c == 33) and i + 1 < kept
+                       and (normal[i + 1] == 32 or normal[i + 1] == 0)):
+            marked_view[length] = 32
+            marked_view[length + 1] = 0
+            marked_view[length + 2] = 32
+            length += 3
+            i += 1 if c == 10 else 2
+            continue
+        marked_view[length] = c
+        length += 1
+        i += 1
+    marked = marked_buffer[:length].decode("ascii")
+    # rule tokens: white space and ASCII punctuation split words
+    cdef list stream = []
+    start = -1
+    for i in range(length):
+        c = marked_view[i]
+        if _split_space(c) or _punctuation(c):
+            if start >= 0:
+                stream.append(marked[start:i])
+                start = -1
+        elif start < 0:
+            start = i
+    if start >= 0:
+        stream.append(marked[start:length])
+    return normalized, marked, stream, clean

@@ -35,7 +35,8 @@ score is the model's, in 0..1 with 0.5 as the cross-validated operating point, e
 that a heuristic score at or above `RULE_FLOOR` (several strong rules at once) is
 never overruled. The caller compares the score with the policy threshold (0.5 by
 default). Everything is compiled or loaded at construction. The inner loops of the
-similarity windows, the learned model and the token scan run compiled
+similarity windows, the learned model, the token scan and (for ASCII text) the
+normalisation run compiled
 (`_fastscore`, built at install) and fall back to the plain-Python versions here,
 which give the same results to the last bit. Scoring a benign 1 KB prompt takes
 about 0.1 ms on one core with the compiled loops (about 0.23 ms without), and the
@@ -498,9 +499,16 @@ class Detector:
 
     def evidence(self, text: str) -> Evidence:
         """Normalise `text`, decode its payloads, run the rules and the similarity index."""
-        normalized = normalize(text)
-        marked = _mark_sentences(normalized)
-        stream = marked.translate(rules.TOKEN_TABLE).split()
+        prepared = None
+        if _fastscore is not None and text.isascii():
+            prepared = _fastscore.prepare_ascii(text)
+        if prepared is None:
+            normalized = normalize(text)
+            marked = _mark_sentences(normalized)
+            stream = marked.translate(rules.TOKEN_TABLE).split()
+            clean = normalized.isascii() and not _STRAY_CONTROL.search(normalized)
+        else:
+            normalized, marked, stream, clean = prepared
         scan = _fastscore.scan if _fastscore is not None else scan_in_python
         tokens, longest, present, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
         views = decoded_views(text, text.lower(), longest)
@@ -528,7 +536,7 @@ class Detector:
         heuristic = 1.0 - (1.0 - rule_score) * (1.0 - similarity_score)
         # The model's tokens are runs of word characters; for ASCII text without stray
         # control characters they are exactly the rule tokens, so the split is reused.
-        if model_text.isascii() and not _STRAY_CONTROL.search(model_text):
+        if clean and (not views or not _STRAY_CONTROL.search(model_text)) and model_text.isascii():
             model_tokens = tokens
         else:
             model_tokens = learned.tokens(model_text)
