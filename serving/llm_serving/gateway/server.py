@@ -129,6 +129,11 @@ def main(argv: list[str]) -> int:
     )
     try:
         application = app.build_app(settings)
+    except ValueError as exc:  # an engine URL the gateway cannot use
+        logger.error("cannot start: %s", exc)
+        loop.close()
+        return 2
+    try:
         application.on_startup.append(_freeze_startup_objects)  # after the gateway's own
         web.run_app(
             application,

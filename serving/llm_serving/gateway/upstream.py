@@ -380,7 +380,16 @@ class _Connection(asyncio.Protocol):
         return data
 
     def reset(self) -> None:
-        """Forget the finished response before the connection carries the next request."""
+        """Forget the finished response before the connection carries the next request.
+
+        Body bytes the caller did not read (it stopped early) belong to that response
+        and are dropped with it.
+        """
+        self._body.clear()
+        self._queued = 0
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
         self._head_done = False
         self.status = 0
         self.headers = None

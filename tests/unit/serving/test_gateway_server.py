@@ -6,6 +6,8 @@ import json
 import logging
 import pathlib
 
+import pytest
+
 from llm_serving.gateway import jsonlog, server
 
 
@@ -33,20 +35,28 @@ def test_flags_become_settings() -> None:
     )
 
 
-def test_invalid_policy_file_exits_2(tmp_path: pathlib.Path) -> None:
-    policy = tmp_path / "policy.json"
-    policy.write_text('{"enabled": "sometimes"}')
+def _main(args: list[str]) -> int:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     access = logging.getLogger("aiohttp.access")
     access_level = access.level
     try:  # main() installs the JSON handler on the root logger; put pytest's back after
-        code = server.main(["--host", "127.0.0.1", "--port", "0", "--policy-file", str(policy)])
+        return server.main(args)
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
         access.setLevel(access_level)
-    assert code == 2
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1:8000", "unix:///run/vllm.sock", "127.0.0.1"])
+def test_unusable_engine_url_exits_2(url: str) -> None:
+    assert _main(["--host", "127.0.0.1", "--port", "0", "--upstream", url]) == 2
+
+
+def test_invalid_policy_file_exits_2(tmp_path: pathlib.Path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"enabled": "sometimes"}')
+    assert _main(["--host", "127.0.0.1", "--port", "0", "--policy-file", str(policy)]) == 2
 
 
 def test_json_log_line_carries_request_id_and_fields() -> None:

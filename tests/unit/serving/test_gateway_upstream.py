@@ -104,6 +104,28 @@ async def test_chunked_body_split_anywhere_is_reassembled() -> None:
         engine.pool.close()
 
 
+async def test_unread_body_of_a_finished_response_is_not_served_to_the_next() -> None:
+    async def reply(head: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        first, second = f"first part {number}|".encode(), f"second part {number}".encode()
+        length = len(first) + len(second)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (length, first))
+        await writer.drain()
+        await asyncio.sleep(0.02)  # two reads on the client side
+        writer.write(second)
+        await writer.drain()
+        return True
+
+    async with _server(reply) as (url, connections):
+        engine = _upstream(url)
+        response = await engine.send("POST", "/x", {}, b"{}")
+        await asyncio.sleep(0.05)  # the whole body has arrived; only part of it is read
+        assert await response.readany() == b"first part 1|"
+        response.close()
+        assert await _get(engine) == (200, b"first part 2|second part 2")
+        assert connections == [2]
+        engine.pool.close()
+
+
 async def test_body_until_close_and_interim_responses() -> None:
     async def reply(head: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n")
