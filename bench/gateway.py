@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import pathlib
@@ -193,11 +194,12 @@ async def _throughput(
 ) -> Any:
     done = errors = total = 0
     measuring = False
+    numbers = itertools.count(FIRST_PROMPT["throughput"])  # one prompt per request sent
 
     async def client(stop: float) -> None:
         nonlocal done, errors, total
         while time.perf_counter() < stop:
-            body = _body(False, 16, FIRST_PROMPT["throughput"] + total)
+            body = _body(False, 16, next(numbers))
             try:
                 async with session.post(url, data=body) as response:
                     await response.read()
