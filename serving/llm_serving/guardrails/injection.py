@@ -36,11 +36,11 @@ that a heuristic score at or above `RULE_FLOOR` (several strong rules at once) i
 never overruled. The caller compares the score with the policy threshold (0.5 by
 default). Everything is compiled or loaded at construction. The inner loops of the
 similarity windows, the learned model, the token scan and (for ASCII text) the
-normalisation run compiled
-(`_fastscore`, built at install) and fall back to the plain-Python versions here,
-which give the same results to the last bit. Scoring a benign 1 KB prompt takes
-about 0.1 ms on one core with the compiled loops (about 0.23 ms without), and the
-cost grows linearly with the text. Nothing here logs or stores prompt text.
+normalisation run compiled (`_fastscore`, built at install) and fall back to the
+plain-Python versions here, which give the same results to the last bit. Scoring a
+benign 1 KB prompt takes about 0.1 ms on one core with the compiled loops (about
+0.25 ms without), and the cost grows linearly with the text. Nothing here logs or
+stores prompt text.
 """
 
 from __future__ import annotations
@@ -333,10 +333,9 @@ class SimilarityIndex:
         bigram_matrix /= norms
         unigram_matrix *= unigram_weight[:, None]
         bigram_matrix *= self._bigram_weight[:, None]
-        # Scoring runs in plain Python over sparse rows: a feature occurs in one or two
-        # exemplars on average, and a prompt matches a few dozen features, so dictionary
+        # Scoring walks sparse rows (compiled, or in plain Python): a feature occurs in
+        # one or two exemplars on average, and a prompt matches a few dozen features, so
         # work proportional to the matches beats a dozen small-array numpy calls.
-        # token -> (vocabulary id, squared unigram weight, (exemplar, contribution)...)
         unigram_norm2 = unigram_weight**2
         bigram_norm2 = self._bigram_weight**2
         # bigram key -> (squared weight, (exemplar, contribution)...); a pair the corpus
