@@ -263,25 +263,12 @@ cdef inline bint _spacer(unsigned char c):
     return c == 32 or c == 46 or c == 45 or c == 42  # space . - *
 
 
-cdef inline bint _split_space(unsigned char c):
-    # str.split() white space among ASCII characters: \t-\r, \x1c-\x1f, space
-    return c == 32 or 9 <= c <= 13 or 28 <= c <= 31
-
-
-cdef inline bint _punctuation(unsigned char c):
-    # rules.TOKEN_TABLE: ASCII punctuation, underscore included
-    return 33 <= c <= 47 or 58 <= c <= 64 or 91 <= c <= 96 or 123 <= c <= 126
-
-
-cdef unsigned char _LEET[128]
-for _code in range(128):
-    _LEET[_code] = _code + 32 if 65 <= _code <= 90 else _code
-for _digit, _letter in zip(b"01345$_7", b"oieass t"):
-    _LEET[_digit] = _letter
-
-
-def prepare_ascii(str text):
+def prepare_ascii(str text, const unsigned char[:] fold, const unsigned char[:] separators):
     """`injection.normalize`, `_mark_sentences` and the rule tokens of ASCII text, in one go.
+
+    `fold` maps each ASCII code to its lower-case, leetspeak-undone code and
+    `separators` marks the codes that split rule tokens (white space for `str.split`
+    and `rules.TOKEN_TABLE` punctuation); both come from the Python definitions.
 
     Returns (normalized, marked, stream, clean), where clean means that no control
     character splits words differently for `learned.tokens` (see
@@ -302,7 +289,7 @@ def prepare_ascii(str text):
         c = source[i]
         if (1 <= c <= 8) or (14 <= c <= 27) or c == 127:
             clean = False
-        out[i] = _LEET[c]
+        out[i] = fold[c]
     # a hyphen between two lower-case letters goes (neighbours as they were before)
     normal_buffer = bytearray(size)
     cdef unsigned char[:] normal = normal_buffer
@@ -346,12 +333,12 @@ def prepare_ascii(str text):
         length += 1
         i += 1
     marked = marked_buffer[:length].decode("ascii")
-    # rule tokens: white space and ASCII punctuation split words
+    # rule tokens: the separators split words
     cdef list stream = []
     start = -1
     for i in range(length):
         c = marked_view[i]
-        if _split_space(c) or _punctuation(c):
+        if separators[c]:
             if start >= 0:
                 stream.append(marked[start:i])
                 start = -1

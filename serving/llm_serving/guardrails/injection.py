@@ -215,6 +215,11 @@ _SENTENCE_MARK = "\x00"
 # punctuation in `rules.TOKEN_TABLE`: the only ones on which the two tokenisers differ.
 _STRAY_CONTROL = re.compile(r"[\x01-\x08\x0e-\x1b\x7f_]")
 _SPACED_MARK = " \x00 "
+_ASCII = "".join(map(chr, range(128)))
+# For `_fastscore.prepare_ascii`: each ASCII code folded as `normalize` folds it, and
+# the codes that split rule tokens (what `str.split` and `rules.TOKEN_TABLE` split on).
+_ASCII_FOLD = _ASCII.lower().translate(_LEET).encode("ascii")
+_ASCII_SEPARATORS = bytes(ch.isspace() or ch.translate(rules.TOKEN_TABLE) != ch for ch in _ASCII)
 
 
 def _mark_sentences(text: str) -> str:
@@ -500,14 +505,8 @@ class Detector:
         """Normalise `text`, decode its payloads, run the rules and the similarity index."""
         prepared = None
         if _fastscore is not None and text.isascii():
-            prepared = _fastscore.prepare_ascii(text)
-        if prepared is None:
-            normalized = normalize(text)
-            marked = _mark_sentences(normalized)
-            stream = marked.translate(rules.TOKEN_TABLE).split()
-            clean = normalized.isascii() and not _STRAY_CONTROL.search(normalized)
-        else:
-            normalized, marked, stream, clean = prepared
+            prepared = _fastscore.prepare_ascii(text, _ASCII_FOLD, _ASCII_SEPARATORS)
+        normalized, marked, stream, clean = prepared or prepare_in_python(text)
         scan = _fastscore.scan if _fastscore is not None else scan_in_python
         tokens, longest, present, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
         views = decoded_views(text, text.lower(), longest)
@@ -622,6 +621,16 @@ class Detector:
 def compiled() -> bool:
     """Whether the scorers run their compiled loops (`_fastscore`) or the Python ones."""
     return _fastscore is not None and learned.compiled()
+
+
+def prepare_in_python(text: str) -> tuple[str, str, list[str], bool]:
+    """Normalised text, its marked sentences, its rule tokens, and whether the model may
+    reuse those tokens (ASCII without `_STRAY_CONTROL`); see `_fastscore.prepare_ascii`."""
+    normalized = normalize(text)
+    marked = _mark_sentences(normalized)
+    stream = marked.translate(rules.TOKEN_TABLE).split()
+    clean = normalized.isascii() and not _STRAY_CONTROL.search(normalized)
+    return normalized, marked, stream, clean
 
 
 def scan_in_python(

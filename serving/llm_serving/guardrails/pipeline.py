@@ -159,6 +159,11 @@ class _TextChecks:
         return self._pii_action
 
 
+def _memo_size(text: str, result: TextResult) -> int:
+    """Characters a remembered result holds: the prompt, and the redacted copy if any."""
+    return len(text) + (len(result.text) if result.text is not text else 0)
+
+
 class InputGuard:
     """Checks on prompts: length, deny patterns, prompt injection, PII; plus the judge."""
 
@@ -194,15 +199,12 @@ class InputGuard:
             memo.move_to_end(text)
             return result
         result = self._check(text)
-        size = len(text) + (len(result.text) if result.text is not text else 0)
+        size = _memo_size(text, result)
         if size <= MEMO_CHARS:
             memo[text] = result
             self._memo_chars += size
             while len(memo) > MEMO_ENTRIES or self._memo_chars > MEMO_CHARS:
-                old_text, old = memo.popitem(last=False)
-                self._memo_chars -= len(old_text) + (
-                    len(old.text) if old.text is not old_text else 0
-                )
+                self._memo_chars -= _memo_size(*memo.popitem(last=False))
         return result
 
     def _check(self, text: str) -> TextResult:
