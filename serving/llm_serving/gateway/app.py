@@ -67,6 +67,17 @@ _SSE_HEADERS = {
 CLIENT_CLOSED = 499
 
 
+class _EventStream(web.StreamResponse):
+    """A streamed response whose status line and headers leave with its first events.
+
+    aiohttp sends a stream's headers on their own at `prepare()` unless this class
+    flag is off (it is off for `web.Response`). Headers alone are of no use to the
+    client, and a packet of their own costs a write here and a wake-up there.
+    """
+
+    _send_headers_immediately = False
+
+
 @dataclasses.dataclass(frozen=True)
 class Runtime:
     """Everything derived from one policy; replaced whole when the policy file changes."""
@@ -877,9 +888,7 @@ class Gateway:
             if response.status != 200 or not content_type.startswith("text/event-stream"):
                 raw = await self._read_upstream(ctx, response)
                 return self._passthrough(response, raw)
-            out = web.StreamResponse(
-                status=200, headers={**_SSE_HEADERS, "X-Request-Id": ctx.request_id}
-            )
+            out = _EventStream(status=200, headers={**_SSE_HEADERS, "X-Request-Id": ctx.request_id})
             await out.prepare(request)
             filter_ = sse.StreamFilter(
                 runtime.output_guard, chat, client_wants_usage, lambda f: self._record("output", f)
@@ -915,6 +924,7 @@ class Gateway:
         splitter = sse.EventSplitter()
         first_token = False
         scan_seconds = 0.0
+        final = b""
         while not filter_.done:
             started = time.perf_counter()
             try:
@@ -935,18 +945,22 @@ class Gateway:
             for result in results:
                 if result.blocked is not None:
                     ctx.blocked_by = result.blocked.check
+            last = not chunk or filter_.done
             if payload:
-                await out.write(payload)
+                if last:  # the final events go out with the end of the body, in one write
+                    final = payload
+                else:
+                    await out.write(payload)
                 if not first_token and any(result.has_text for result in results):
                     first_token = True
                     self.metrics.time_to_first_token.labels(ctx.model or "unknown").observe(
                         time.perf_counter() - ctx.started
                     )
-            if not chunk:
+            if last:
                 break
         if filter_.guarded:
             self._output_seconds.observe(scan_seconds)
-        await out.write_eof()
+        await out.write_eof(final)
 
 
 GATEWAY = web.AppKey("llm_gateway", Gateway)

@@ -365,14 +365,24 @@ class _Connection(asyncio.Protocol):
             raise self._error
 
     async def readany(self) -> bytes:
-        """The next body bytes received; b"" once the body is complete."""
+        """All body bytes received and not read yet; b"" once the body is complete.
+
+        Everything queued comes back at once (a read from the socket often carries many
+        chunks of an event stream), so the caller handles them in one pass and writes
+        them on in one write.
+        """
         while not self._body:
             if self.complete:
                 return b""
             if self._error is not None:
                 raise self._error
             await self._wait()
-        data = self._body.popleft()
+        body = self._body
+        if len(body) == 1:
+            data = body.popleft()
+        else:
+            data = b"".join(body)
+            body.clear()
         self._queued -= len(data)
         if self._paused and self._queued < _RESUME_BELOW and self.transport is not None:
             self._paused = False

@@ -118,11 +118,31 @@ async def test_unread_body_of_a_finished_response_is_not_served_to_the_next() ->
     async with _server(reply) as (url, connections):
         engine = _upstream(url)
         response = await engine.send("POST", "/x", {}, b"{}")
-        await asyncio.sleep(0.05)  # the whole body has arrived; only part of it is read
-        assert await response.readany() == b"first part 1|"
+        assert await response.readany() == b"first part 1|"  # the rest is 20 ms away
+        await asyncio.sleep(0.05)  # now the whole body has arrived, and part of it is unread
         response.close()
         assert await _get(engine) == (200, b"first part 2|second part 2")
         assert connections == [2]
+        engine.pool.close()
+
+
+async def test_readany_returns_every_part_received_so_far_at_once() -> None:
+    async def reply(head: bytes, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for part in (b"one|", b"two|", b"three"):
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+            await asyncio.sleep(0.01)  # separate reads on the client side
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    async with _server(reply) as (url, _):
+        engine = _upstream(url)
+        response = await engine.send("POST", "/x", {}, b"{}")
+        await asyncio.sleep(0.1)  # every chunk has arrived, each in a read of its own
+        assert await response.readany() == b"one|two|three"  # one call, one write onwards
+        assert await response.readany() == b""
+        response.close()
         engine.pool.close()
 
 
