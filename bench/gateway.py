@@ -17,7 +17,7 @@ Every request carries a distinct benign 1 KB prompt (see `prompt`). Measured:
 
 The two sequential phases alternate between direct and gateway every 25 requests,
 the same prompts to both, so that both columns see the same background load on the
-machine; the throughput runs go one mode after the other.
+machine; the throughput runs alternate too, in three runs per mode.
 
 A second table, with no goal, says where the added latency goes. The latency phase
 also measures a second gateway with every check off (what the proxy costs without
@@ -59,6 +59,8 @@ GOAL_THROUGHPUT_RATIO = 0.70
 GATEWAY_CORE = 0
 OTHER_CORE = 1
 BLOCK = 25  # sequential requests per mode before the latency phases switch modes
+ROUNDS = 3  # throughput runs per mode, alternating between the modes
+_TOTALS = ("done", "seconds", "errors", "total", "total_seconds", "gateway_cpu")
 FIRST_PROMPT = {"latency": 0, "ttft": 1_000_000, "throughput": 2_000_000}
 MODEL = "bench-model"
 
@@ -220,7 +222,7 @@ async def _throughput(
                 else:
                     errors += 1
 
-    warm = 1.0
+    warm = 0.5
     start = time.perf_counter()
     tasks = [asyncio.create_task(client(start + warm + duration)) for _ in range(concurrency)]
     await asyncio.sleep(warm)
@@ -230,7 +232,8 @@ async def _throughput(
     finished = time.perf_counter()
     elapsed = finished - measured_from
     return {
-        "rps": done / elapsed,
+        "done": done,
+        "seconds": elapsed,
         "errors": errors,
         "total": total,
         "total_seconds": finished - start,
@@ -408,17 +411,22 @@ async def _run(args: argparse.Namespace) -> int:
         ttft = _load({"phase": "ttft", "urls": pair, "count": count // 2, "warmup": warmup})
         with _spinner(GATEWAY_CORE):
             awake = _load({"phase": "latency", "urls": urls, "count": count // 2, "warmup": warmup})
-        tput: dict[str, Any] = {}
-        for mode, url in pair.items():
-            cpu_before = _cpu_seconds(gw_pid)
-            spec = {
-                "phase": "throughput",
-                "url": url,
-                "concurrency": args.concurrency,
-                "duration": duration,
-            }
-            tput[mode] = _load(spec)
-            tput[mode]["gateway_cpu"] = _cpu_seconds(gw_pid) - cpu_before
+        tput = {mode: dict.fromkeys(_TOTALS, 0.0) for mode in pair}
+        for round_ in range(ROUNDS):  # alternating, so drift in the machine's speed hits both
+            for mode in reversed(pair) if round_ % 2 else pair:
+                cpu_before = _cpu_seconds(gw_pid)
+                spec = {
+                    "phase": "throughput",
+                    "url": pair[mode],
+                    "concurrency": args.concurrency,
+                    "duration": duration / ROUNDS,
+                }
+                result = _load(spec)
+                result["gateway_cpu"] = _cpu_seconds(gw_pid) - cpu_before
+                for key in _TOTALS:
+                    tput[mode][key] += result[key]
+        for totals in tput.values():
+            totals["rps"] = totals["done"] / totals["seconds"]
 
     rows: list[Row] = []
     p50_added = _pct(lat["gateway"], 0.5) - _pct(lat["direct"], 0.5)
@@ -468,7 +476,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     print(f"\nGateway benchmark: distinct 1 KB prompts, default guardrails on, {count} sequential")
     print(f"requests per mode (alternating every {BLOCK}), {count // 2} streamed for TTFT,")
-    print(f"{duration:g} s at saturation per mode.")
+    print(f"{duration:g} s at saturation per mode, in {ROUNDS} alternating runs.")
     print(f"Gateway on core {GATEWAY_CORE}; simulator and load generator on core {OTHER_CORE}.\n")
     print("| metric | direct | via gateway | added | goal | result |")
     print("| --- | ---: | ---: | ---: | --- | --- |")
