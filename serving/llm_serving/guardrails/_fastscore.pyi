@@ -1,9 +1,19 @@
 """Type stubs of the compiled scorer loops (`_fastscore.pyx`)."""
 
+from collections.abc import Callable
 from typing import Any
 
-def text_logit(
-    entries: list[Any],
+class Vocabulary:
+    def __init__(
+        self,
+        words: dict[str, tuple[float, float, int, int]],
+        pairs: dict[tuple[int, int], float],
+    ) -> None: ...
+
+def vocabulary_logit(
+    vocabulary: Vocabulary,
+    words: list[str],
+    fallback: Callable[[str], tuple[float, float, int, int]],
     window: int,
     stride: int,
     min_word: int,

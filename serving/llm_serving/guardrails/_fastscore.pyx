@@ -1,18 +1,23 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled inner loops of the prompt-injection scorers.
 
-`text_logit` is `learned.Model.text_logit` after the per-token lookups, and `best` is
-`injection.SimilarityIndex.best`, both over the same Python data structures the
-plain-Python versions use. Each addition happens in the same order as there, so the
-results are equal to the last bit; a unit test holds the two paths equal on every
-evaluation prompt. The package falls back to the plain-Python versions when this
+`vocabulary_logit` is `learned.Model.text_logit`, over the model's per-word values
+packed into flat tables (`Vocabulary`), and `best` is `injection.SimilarityIndex.best`
+over the same Python data structures the plain-Python version uses. Each addition
+happens in the same order as in the plain-Python versions, so the results are equal
+to the last bit; unit tests hold the two paths equal on every evaluation prompt. The package falls back to the plain-Python versions when this
 module was not built (no C compiler at install time).
 """
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+from cpython.unicode cimport (
+    PyUnicode_1BYTE_DATA, PyUnicode_1BYTE_KIND, PyUnicode_GET_LENGTH, PyUnicode_KIND,
+)
 from libc.math cimport pow, sqrt
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcmp, memcpy
 
 
 cdef double _window_value(
@@ -23,66 +28,212 @@ cdef double _window_value(
     return value + char_sum * pow(<double>(char_count if char_count > min_char else min_char), -power)
 
 
-def text_logit(
-    list entries, Py_ssize_t window, Py_ssize_t stride, Py_ssize_t min_word,
-    Py_ssize_t min_char, double power,
-):
-    """Best window's word plus character contribution.
+# ----------------------------------------------------------------------------- vocabulary
 
-    `entries` holds one `learned.Model` token entry per word: (glossed word, unigram
-    weight, summed character-gram weight, character-gram count, next word -> bigram
-    weight).
+cdef enum:
+    KEY_BYTES = 27
+
+ctypedef struct _Word:
+    # One cache line per word: everything the learned model needs about it.
+    uint64_t hash  # 0: an empty slot
+    double unigram
+    double char_sum
+    int64_t char_count
+    int32_t pair_id  # the glossed word's number among the words of the bigrams, or -1
+    uint8_t length
+    char key[KEY_BYTES]
+
+ctypedef struct _Pair:
+    uint64_t key  # ((first + 1) << 32) | (second + 1); 0: an empty slot
+    double weight
+
+
+cdef inline uint64_t _fnv(const unsigned char* data, Py_ssize_t size):
+    cdef uint64_t value = 14695981039346656037ULL
+    cdef Py_ssize_t i
+    for i in range(size):
+        value = (value ^ data[i]) * 1099511628211ULL
+    return value | 1
+
+
+cdef inline uint64_t _pair_slot(uint64_t key, uint64_t mask):
+    return ((key * 11400714819323198485ULL) >> 20) & mask
+
+
+cdef Py_ssize_t _capacity(Py_ssize_t items):
+    cdef Py_ssize_t size = 16
+    while size < 2 * items:
+        size *= 2
+    return size
+
+
+cdef class Vocabulary:
+    """The learned model's per-word weights in two flat open-addressing tables.
+
+    `words` maps a word (a token of the model) to (unigram weight, summed
+    character-gram weight, character-gram count, pair id), the same values the model's
+    token entries hold, with pair id the glossed word's number among the words of the
+    bigrams (-1 if it starts or ends none). `pairs` maps (first pair id, second pair
+    id) to the bigram weight. A word is found with one probe that usually reads one
+    cache line, where the dictionaries take several; words that do not fit a slot
+    (longer than 27 bytes, or not one byte per character) are left out, and the
+    caller's fallback answers for them.
     """
-    cdef Py_ssize_t count = len(entries), i, start, end
+
+    cdef _Word* slots
+    cdef uint64_t mask
+    cdef _Pair* pair_slots
+    cdef uint64_t pair_mask
+
+    def __cinit__(self, dict words, dict pairs):
+        cdef Py_ssize_t capacity = _capacity(len(words)), size
+        cdef _Word* slot
+        cdef uint64_t position, hashed, key
+        cdef str word
+        self.slots = <_Word*>calloc(capacity, sizeof(_Word))
+        self.pair_slots = <_Pair*>calloc(_capacity(len(pairs)), sizeof(_Pair))
+        if not self.slots or not self.pair_slots:
+            raise MemoryError()
+        self.mask = capacity - 1
+        self.pair_mask = _capacity(len(pairs)) - 1
+        for word, values in words.items():
+            if PyUnicode_KIND(word) != PyUnicode_1BYTE_KIND:
+                continue
+            size = PyUnicode_GET_LENGTH(word)
+            if size > KEY_BYTES:
+                continue
+            hashed = _fnv(PyUnicode_1BYTE_DATA(word), size)
+            position = hashed & self.mask
+            while self.slots[position].hash != 0:
+                position = (position + 1) & self.mask
+            slot = &self.slots[position]
+            slot.hash = hashed
+            slot.unigram = <double>values[0]
+            slot.char_sum = <double>values[1]
+            slot.char_count = <int64_t>values[2]
+            slot.pair_id = <int32_t>values[3]
+            slot.length = <uint8_t>size
+            memcpy(slot.key, PyUnicode_1BYTE_DATA(word), size)
+        for (first, second), weight in pairs.items():
+            key = ((<uint64_t>(<int64_t>first + 1)) << 32) | <uint64_t>(<int64_t>second + 1)
+            position = _pair_slot(key, self.pair_mask)
+            while self.pair_slots[position].key != 0:
+                position = (position + 1) & self.pair_mask
+            self.pair_slots[position].key = key
+            self.pair_slots[position].weight = <double>weight
+
+    def __dealloc__(self):
+        free(self.slots)
+        free(self.pair_slots)
+
+    cdef inline _Word* find(self, str word):
+        cdef Py_ssize_t size
+        cdef const unsigned char* data
+        cdef uint64_t hashed, position
+        cdef _Word* slot
+        if PyUnicode_KIND(word) != PyUnicode_1BYTE_KIND:
+            return NULL
+        size = PyUnicode_GET_LENGTH(word)
+        if size > KEY_BYTES:
+            return NULL
+        data = PyUnicode_1BYTE_DATA(word)
+        hashed = _fnv(data, size)
+        position = hashed & self.mask
+        while True:
+            slot = &self.slots[position]
+            if slot.hash == 0:
+                return NULL
+            if slot.hash == hashed and slot.length == size and memcmp(slot.key, data, size) == 0:
+                return slot
+            position = (position + 1) & self.mask
+
+    cdef inline bint pair(self, int32_t first, int32_t second, double* weight):
+        cdef uint64_t key = ((<uint64_t>(<int64_t>first + 1)) << 32) | <uint64_t>(<int64_t>second + 1)
+        cdef uint64_t position = _pair_slot(key, self.pair_mask)
+        while True:
+            if self.pair_slots[position].key == key:
+                weight[0] = self.pair_slots[position].weight
+                return True
+            if self.pair_slots[position].key == 0:
+                return False
+            position = (position + 1) & self.pair_mask
+
+
+def vocabulary_logit(
+    Vocabulary vocabulary, list words, object fallback, Py_ssize_t window, Py_ssize_t stride,
+    Py_ssize_t min_word, Py_ssize_t min_char, double power,
+):
+    """Best window's word plus character contribution (see `learned._text_logit`).
+
+    The per-word values come from `vocabulary`, and from `fallback(word)`, which gives
+    (unigram, char sum, char count, pair id), for a word it does not hold. The sums
+    run in the same order as in `learned._text_logit` (prefix sums for texts longer
+    than a window), so the result is equal to the last bit.
+    """
+    cdef Py_ssize_t count = len(words), i, start, end
     if count == 0:
         return 0.0
-    cdef tuple entry, previous = None
-    cdef PyObject* found
+    cdef double* unigrams = <double*>malloc(count * sizeof(double))
+    cdef double* char_sums = <double*>malloc(count * sizeof(double))
+    cdef double* pairs = <double*>malloc(count * sizeof(double))
+    cdef int64_t* char_counts = <int64_t*>malloc(count * sizeof(int64_t))
+    cdef int32_t* pair_ids = <int32_t*>malloc(count * sizeof(int32_t))
+    cdef unsigned char* paired = <unsigned char*>malloc(count)
+    cdef double* unigram_prefix = NULL
+    cdef double* pair_prefix = NULL
+    cdef double* sum_prefix = NULL
+    cdef Py_ssize_t* count_prefix = NULL
+    cdef _Word* slot
+    cdef tuple values
     cdef double unigram = 0.0, pair = 0.0, char_sum = 0.0, word_sum, value, best
     cdef Py_ssize_t char_count = 0
-    if count <= window:
-        for i in range(count):
-            entry = <tuple>entries[i]
-            unigram += <double>entry[1]
-            char_sum += <double>entry[2]
-            char_count += <Py_ssize_t>entry[3]
-            if i:
-                found = PyDict_GetItem(<dict>previous[4], entry[0])
-                if found is not NULL:
-                    pair += <double><object>found
-            previous = entry
-        return _window_value(unigram + pair, 2 * count - 1, char_sum, char_count, min_word, min_char, power)
-    # Prefix sums, as itertools.accumulate builds them in the plain-Python version.
-    cdef double* unigram_prefix = <double*>malloc((count + 1) * sizeof(double))
-    cdef double* pair_prefix = <double*>malloc(count * sizeof(double))
-    cdef double* sum_prefix = <double*>malloc((count + 1) * sizeof(double))
-    cdef Py_ssize_t* count_prefix = <Py_ssize_t*>malloc((count + 1) * sizeof(Py_ssize_t))
-    if not unigram_prefix or not pair_prefix or not sum_prefix or not count_prefix:
-        free(unigram_prefix)
-        free(pair_prefix)
-        free(sum_prefix)
-        free(count_prefix)
-        raise MemoryError()
     try:
+        if not unigrams or not char_sums or not pairs or not char_counts or not pair_ids or not paired:
+            raise MemoryError()
+        for i in range(count):
+            slot = vocabulary.find(<str>words[i])
+            if slot is not NULL:
+                unigrams[i] = slot.unigram
+                char_sums[i] = slot.char_sum
+                char_counts[i] = slot.char_count
+                pair_ids[i] = slot.pair_id
+            else:
+                values = <tuple>fallback(words[i])
+                unigrams[i] = <double>values[0]
+                char_sums[i] = <double>values[1]
+                char_counts[i] = <int64_t>values[2]
+                pair_ids[i] = <int32_t>values[3]
+            paired[i] = (
+                i > 0 and pair_ids[i - 1] >= 0 and pair_ids[i] >= 0
+                and vocabulary.pair(pair_ids[i - 1], pair_ids[i], &pairs[i])
+            )
+        if count <= window:
+            for i in range(count):
+                unigram += unigrams[i]
+                char_sum += char_sums[i]
+                char_count += char_counts[i]
+                if paired[i]:
+                    pair += pairs[i]
+            return _window_value(unigram + pair, 2 * count - 1, char_sum, char_count, min_word, min_char, power)
+        unigram_prefix = <double*>malloc((count + 1) * sizeof(double))
+        pair_prefix = <double*>malloc(count * sizeof(double))
+        sum_prefix = <double*>malloc((count + 1) * sizeof(double))
+        count_prefix = <Py_ssize_t*>malloc((count + 1) * sizeof(Py_ssize_t))
+        if not unigram_prefix or not pair_prefix or not sum_prefix or not count_prefix:
+            raise MemoryError()
         unigram_prefix[0] = 0.0
         pair_prefix[0] = 0.0
         sum_prefix[0] = 0.0
         count_prefix[0] = 0
         for i in range(count):
-            entry = <tuple>entries[i]
-            unigram_prefix[i + 1] = unigram_prefix[i] + <double>entry[1]
-            sum_prefix[i + 1] = sum_prefix[i] + <double>entry[2]
-            count_prefix[i + 1] = count_prefix[i] + <Py_ssize_t>entry[3]
-            if i:  # pair_prefix[i]: bigrams ending at tokens 1..i
-                found = PyDict_GetItem(<dict>previous[4], entry[0])
-                if found is not NULL:
-                    pair_prefix[i] = pair_prefix[i - 1] + <double><object>found
-                else:
-                    pair_prefix[i] = pair_prefix[i - 1] + 0.0
-            previous = entry
+            unigram_prefix[i + 1] = unigram_prefix[i] + unigrams[i]
+            sum_prefix[i + 1] = sum_prefix[i] + char_sums[i]
+            count_prefix[i + 1] = count_prefix[i] + char_counts[i]
+            if i:
+                pair_prefix[i] = pair_prefix[i - 1] + (pairs[i] if paired[i] else 0.0)
         best = -1e308
         start = 0
-        while True:  # starts 0, stride, 2 * stride, ... and the last full window
+        while True:
             if start > count - window:
                 start = count - window
             end = start + window
@@ -99,6 +250,12 @@ def text_logit(
             start += stride
         return best
     finally:
+        free(unigrams)
+        free(char_sums)
+        free(pairs)
+        free(char_counts)
+        free(pair_ids)
+        free(paired)
         free(unigram_prefix)
         free(pair_prefix)
         free(sum_prefix)

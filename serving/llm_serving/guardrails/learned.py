@@ -33,6 +33,9 @@ prompt. The window logit minus the shipped offset goes through a sigmoid: the re
 is in 0..1, and 0.5 is the operating point chosen by cross-validation. Per-token work
 (gloss, unigram weight, character-gram sum) is cached by token, so a typical prompt
 costs one dictionary lookup per token, and long texts add prefix sums over the tokens.
+With the compiled module the values of the words the model knows, and its bigram
+weights, sit in flat tables (`_fastscore.Vocabulary`): one probe, usually one cache
+line, per word, which matters most on a core whose caches went cold while it idled.
 
 The model reads the rules' and the corpus' verdicts, so changing `rules`, the corpus
 or the features here changes what it was trained on: a unit test retrains from the
@@ -329,16 +332,29 @@ class Model:
         self.extras = dict(extras)
         self.metadata = dict(metadata or {})
         following: dict[str, dict[str, float]] = {}
+        pair_ids: dict[str, int] = {}
+        pairs: dict[tuple[int, int], float] = {}
         for key, weight in self.bigrams.items():
             first, second = key.split(" ")
             following.setdefault(first, {})[second] = weight
+            ids = (
+                pair_ids.setdefault(first, len(pair_ids)),
+                pair_ids.setdefault(second, len(pair_ids)),
+            )
+            pairs[ids] = weight
         self._following = following
+        self._pair_ids = pair_ids
         self._token_cache: dict[str, _TokenWeights] = {}
         self._seed: dict[str, _TokenWeights] = {}
         # Words the model knows are computed once here and survive cache resets.
-        for token in itertools.chain(self.unigrams, GLOSS):
+        for token in itertools.chain(self.unigrams, GLOSS, pair_ids):
             self._token(token)
         self._seed = dict(self._token_cache)
+        # The compiled path reads the same values from flat tables (`_fastscore.Vocabulary`).
+        self._vocabulary: _fastscore.Vocabulary | None = None
+        if _fastscore is not None:
+            words = {token: self._values(entry) for token, entry in self._seed.items()}
+            self._vocabulary = _fastscore.Vocabulary(words, pairs)
 
     # ------------------------------------------------------------------ persistence
 
@@ -413,20 +429,35 @@ class Model:
         self._token_cache[token] = entry
         return entry
 
+    def _values(self, entry: _TokenWeights) -> tuple[float, float, int, int]:
+        """A token entry as the compiled vocabulary holds it (the bigram row as a pair id)."""
+        return entry[1], entry[2], entry[3], self._pair_ids.get(entry[0], -1)
+
+    def _fallback(self, word: str) -> tuple[float, float, int, int]:
+        """`_values` of a word the compiled vocabulary does not hold (through the cache)."""
+        return self._values(self._token_cache.get(word) or self._token(word))
+
     def text_logit(self, words: list[str]) -> float:
         """Best window's word plus character contribution (without bias or extras)."""
         if not words:
             return 0.0
+        if self._vocabulary is not None and _fastscore is not None:
+            return _fastscore.vocabulary_logit(
+                self._vocabulary,
+                words,
+                self._fallback,
+                WINDOW,
+                STRIDE,
+                MIN_WORD_TOTAL,
+                MIN_CHAR_TOTAL,
+                NORM_POWER,
+            )
         entries: list[_TokenWeights | None] = list(map(self._token_cache.get, words))
         missing = -1
         with contextlib.suppress(ValueError):  # list.index: no (further) word to fill in
             while True:  # words not seen yet (names, numbers), one at a time
                 missing = entries.index(None, missing + 1)
                 entries[missing] = self._token(words[missing])
-        if _fastscore is not None:
-            return _fastscore.text_logit(
-                entries, WINDOW, STRIDE, MIN_WORD_TOTAL, MIN_CHAR_TOTAL, NORM_POWER
-            )
         return _text_logit(typing.cast(list[_TokenWeights], entries))
 
     def extras_logit(self, extras: Mapping[str, float]) -> float:

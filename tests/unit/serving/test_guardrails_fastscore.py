@@ -97,23 +97,30 @@ def test_similarity_equals_the_python_version_to_the_bit() -> None:
         assert index.best(tokens) == index.best_in_python(tokens)
 
 
+def _vocabulary_words(model: learned.Model) -> list[str]:
+    """Words that take each way through the compiled vocabulary."""
+    glossed = [word for word in learned.GLOSS if word.isascii()][:20]
+    other_scripts = [word for word in learned.GLOSS if not word.isascii()][:20]
+    pair_words = [word for key in list(model.bigrams)[:40] for word in key.split(" ")]
+    long_words = ["x" * 27, "y" * 28, "supercalifragilisticexpialidocious"]
+    return glossed + other_scripts + pair_words + long_words + ["zzqv", "12345", "é"]
+
+
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
 def test_learned_window_logit_equals_the_python_version_to_the_bit() -> None:
     model = learned.shared()
-    for text in TEXTS:
-        words = injection.shared().evidence(text).tokens
+    assert model._vocabulary is not None
+    special = _vocabulary_words(model)
+    generator = np.random.default_rng(17)
+    texts = [injection.shared().evidence(text).tokens for text in TEXTS]
+    for size in (1, 2, 50, 128, 129, 400):  # mixtures around the window size
+        texts.append([special[i] for i in generator.integers(0, len(special), size=size)])
+    texts.append(special)
+    for words in texts:
         if not words:
             continue
-        model.text_logit(words)  # fills the token cache
-        entries = [model._token_cache[word] for word in words]
-        compiled = _fastscore.text_logit(
-            entries,
-            learned.WINDOW,
-            learned.STRIDE,
-            learned.MIN_WORD_TOTAL,
-            learned.MIN_CHAR_TOTAL,
-            learned.NORM_POWER,
-        )
+        compiled = model.text_logit(words)  # the vocabulary's tables, and the fallback
+        entries = [model._token_cache.get(word) or model._token(word) for word in words]
         assert compiled == learned._text_logit(entries)
 
 
