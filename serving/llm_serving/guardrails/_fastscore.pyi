@@ -1,7 +1,6 @@
 """Type stubs of the compiled scorer loops (`_fastscore.pyx`)."""
 
 from collections.abc import Callable
-from typing import Any
 
 class Vocabulary:
     def __init__(
@@ -20,11 +19,19 @@ def vocabulary_logit(
     min_char: int,
     power: float,
 ) -> float: ...
+
+class Features:
+    def __init__(
+        self,
+        words: dict[str, tuple[int, float, tuple[tuple[int, float], ...]]],
+        pairs: dict[tuple[int, int], tuple[float, tuple[tuple[int, float], ...]]],
+        oov_norm2: float,
+        unknown_norm2: float,
+    ) -> None: ...
+
 def best(
     tokens: list[str],
-    token_entries: dict[str, Any],
-    oov_entry: tuple[Any, ...],
-    unknown_bigram: tuple[Any, ...],
+    features: Features,
     window: int,
     stride: int,
     exemplars: int,

@@ -262,52 +262,232 @@ def vocabulary_logit(
         free(count_prefix)
 
 
-cdef inline bint _add_row(double* target, object row):
-    """Add one sparse row, ((exemplar, contribution), ...); True if it was not empty."""
-    cdef tuple pair
-    if not row:
-        return False
-    for pair in <tuple>row:
-        target[<Py_ssize_t>pair[0]] += <double>pair[1]
-    return True
+# ----------------------------------------------------------------------------- similarity
+
+cdef enum:
+    FEATURE_KEY_BYTES = 35
+
+ctypedef struct _Feature:
+    # One cache line per word of the similarity index.
+    uint64_t hash  # 0: an empty slot
+    double norm2  # squared unigram weight
+    int32_t start  # its (exemplar, contribution) pairs: start and count in the row arrays
+    int32_t count
+    int32_t id
+    uint8_t length
+    char key[FEATURE_KEY_BYTES]
+
+ctypedef struct _FeaturePair:
+    uint64_t key  # ((first id + 1) << 32) | (second id + 1); 0: an empty slot
+    double norm2
+    int32_t start
+    int32_t count
+
+
+cdef class Features:
+    """The similarity index's words and word pairs in flat open-addressing tables.
+
+    `words` maps a word to (id, squared unigram weight, sparse row) and `pairs` maps
+    (first id, second id) to (squared bigram weight, sparse row), where a sparse row
+    is ((exemplar, contribution), ...); `oov_norm2` and `unknown_norm2` weigh a word
+    and a pair the index lacks. Words that do not fit a slot (more than 35 bytes, or
+    not one byte per character) are found through a dictionary instead.
+    """
+
+    cdef _Feature* slots
+    cdef uint64_t mask
+    cdef _FeaturePair* pair_slots
+    cdef uint64_t pair_mask
+    cdef int32_t* exemplars
+    cdef double* contributions
+    cdef double* id_norm2
+    cdef int32_t* id_start
+    cdef int32_t* id_count
+    cdef dict other_ids
+    cdef double oov_norm2
+    cdef double unknown_norm2
+
+    def __cinit__(self, dict words, dict pairs, double oov_norm2, double unknown_norm2):
+        cdef Py_ssize_t capacity = _capacity(len(words)), pair_capacity = _capacity(len(pairs))
+        cdef Py_ssize_t cells = 0, size, used = 0, ids = len(words)
+        cdef int32_t start, identity
+        cdef uint64_t position, hashed, key
+        cdef _Feature* slot
+        cdef str word
+        for values in words.values():
+            cells += len(values[2])
+        for values in pairs.values():
+            cells += len(values[1])
+        self.slots = <_Feature*>calloc(capacity, sizeof(_Feature))
+        self.pair_slots = <_FeaturePair*>calloc(pair_capacity, sizeof(_FeaturePair))
+        self.exemplars = <int32_t*>malloc((cells + 1) * sizeof(int32_t))
+        self.contributions = <double*>malloc((cells + 1) * sizeof(double))
+        self.id_norm2 = <double*>malloc((ids + 1) * sizeof(double))
+        self.id_start = <int32_t*>malloc((ids + 1) * sizeof(int32_t))
+        self.id_count = <int32_t*>malloc((ids + 1) * sizeof(int32_t))
+        if (not self.slots or not self.pair_slots or not self.exemplars or not self.contributions
+                or not self.id_norm2 or not self.id_start or not self.id_count):
+            raise MemoryError()
+        self.mask = capacity - 1
+        self.pair_mask = pair_capacity - 1
+        self.other_ids = {}
+        self.oov_norm2 = oov_norm2
+        self.unknown_norm2 = unknown_norm2
+        for word, (identity_object, norm2, row) in words.items():
+            identity = <int32_t>identity_object
+            if not 0 <= identity < ids:
+                raise ValueError("word ids must number the words from 0")
+            start = <int32_t>used
+            for exemplar, contribution in row:
+                self.exemplars[used] = <int32_t>exemplar
+                self.contributions[used] = <double>contribution
+                used += 1
+            self.id_norm2[identity] = <double>norm2
+            self.id_start[identity] = start
+            self.id_count[identity] = <int32_t>(used - start)
+            size = PyUnicode_GET_LENGTH(word)
+            if PyUnicode_KIND(word) != PyUnicode_1BYTE_KIND or size > FEATURE_KEY_BYTES:
+                self.other_ids[word] = identity
+                continue
+            hashed = _fnv(PyUnicode_1BYTE_DATA(word), size)
+            position = hashed & self.mask
+            while self.slots[position].hash != 0:
+                position = (position + 1) & self.mask
+            slot = &self.slots[position]
+            slot.hash = hashed
+            slot.norm2 = <double>norm2
+            slot.start = start
+            slot.count = <int32_t>(used - start)
+            slot.id = identity
+            slot.length = <uint8_t>size
+            memcpy(slot.key, PyUnicode_1BYTE_DATA(word), size)
+        for (first, second), (norm2, row) in pairs.items():
+            key = ((<uint64_t>(<int64_t>first + 1)) << 32) | <uint64_t>(<int64_t>second + 1)
+            position = _pair_slot(key, self.pair_mask)
+            while self.pair_slots[position].key != 0:
+                position = (position + 1) & self.pair_mask
+            start = <int32_t>used
+            for exemplar, contribution in row:
+                self.exemplars[used] = <int32_t>exemplar
+                self.contributions[used] = <double>contribution
+                used += 1
+            self.pair_slots[position].key = key
+            self.pair_slots[position].norm2 = <double>norm2
+            self.pair_slots[position].start = start
+            self.pair_slots[position].count = <int32_t>(used - start)
+
+    def __dealloc__(self):
+        free(self.slots)
+        free(self.pair_slots)
+        free(self.exemplars)
+        free(self.contributions)
+        free(self.id_norm2)
+        free(self.id_start)
+        free(self.id_count)
+
+    cdef inline int32_t word(self, str word, double* norm2, int32_t* start, int32_t* count):
+        """The word's id (-1 if unknown), with its squared weight and row."""
+        cdef Py_ssize_t size = PyUnicode_GET_LENGTH(word)
+        cdef const unsigned char* data
+        cdef uint64_t hashed, position
+        cdef _Feature* slot
+        cdef PyObject* found
+        cdef int32_t identity
+        if PyUnicode_KIND(word) == PyUnicode_1BYTE_KIND and size <= FEATURE_KEY_BYTES:
+            data = PyUnicode_1BYTE_DATA(word)
+            hashed = _fnv(data, size)
+            position = hashed & self.mask
+            while True:
+                slot = &self.slots[position]
+                if slot.hash == 0:
+                    break
+                if slot.hash == hashed and slot.length == size and memcmp(slot.key, data, size) == 0:
+                    norm2[0] = slot.norm2
+                    start[0] = slot.start
+                    count[0] = slot.count
+                    return slot.id
+                position = (position + 1) & self.mask
+        else:
+            found = PyDict_GetItem(self.other_ids, word)
+            if found is not NULL:
+                identity = <int32_t><object>found
+                norm2[0] = self.id_norm2[identity]
+                start[0] = self.id_start[identity]
+                count[0] = self.id_count[identity]
+                return identity
+        norm2[0] = self.oov_norm2
+        count[0] = 0
+        start[0] = 0
+        return -1
+
+    cdef inline void pair(self, int32_t first, int32_t second, double* norm2, int32_t* start, int32_t* count):
+        """The pair's squared weight and row (the unknown pair's weight if it is not held)."""
+        cdef uint64_t key, position
+        if first >= 0 and second >= 0:
+            key = ((<uint64_t>(<int64_t>first + 1)) << 32) | <uint64_t>(<int64_t>second + 1)
+            position = _pair_slot(key, self.pair_mask)
+            while self.pair_slots[position].key != 0:
+                if self.pair_slots[position].key == key:
+                    norm2[0] = self.pair_slots[position].norm2
+                    start[0] = self.pair_slots[position].start
+                    count[0] = self.pair_slots[position].count
+                    return
+                position = (position + 1) & self.pair_mask
+        norm2[0] = self.unknown_norm2
+        start[0] = 0
+        count[0] = 0
+
+    cdef inline bint add_row(self, double* target, int32_t start, int32_t count):
+        """Add one sparse row to the dot products; True if it was not empty."""
+        cdef int32_t k
+        for k in range(start, start + count):
+            target[self.exemplars[k]] += self.contributions[k]
+        return count > 0
 
 
 def best(
-    list tokens, dict token_entries, tuple oov_entry, tuple unknown_bigram,
-    Py_ssize_t window, Py_ssize_t stride, Py_ssize_t exemplars,
+    list tokens, Features features, Py_ssize_t window, Py_ssize_t stride, Py_ssize_t exemplars,
 ):
     """Highest cosine between a window of `tokens` and an exemplar.
 
-    `token_entries` maps a word to (squared unigram weight, sparse unigram row, next
-    word -> (squared bigram weight, sparse bigram row)); see `SimilarityIndex`.
-    Blocks are visited in order with one dot-product vector for the current block
-    and one for the previous, so memory does not grow with the text.
+    See `injection.SimilarityIndex.best_in_python`, whose sums this repeats in the
+    same order. Blocks are visited in order with one dot-product vector for the
+    current block and one for the previous, so memory does not grow with the text.
     """
     cdef Py_ssize_t total = len(tokens), position, block, first, last, blocks, size, exemplar
     if total == 0 or exemplars == 0:
         return 0.0
-    cdef list entries = [None] * total
-    cdef list bigrams = [None] * total  # bigrams[position]: the pair ending there
-    cdef PyObject* found
-    for position in range(total):
-        found = PyDict_GetItem(token_entries, tokens[position])
-        entries[position] = <object>found if found is not NULL else oov_entry
-    for position in range(1, total):
-        found = PyDict_GetItem(<dict>(<tuple>entries[position - 1])[2], tokens[position])
-        bigrams[position] = <object>found if found is not NULL else unknown_bigram
-    size = stride if total > window else total  # one block when the text fits a window
-    blocks = (total + size - 1) // size
+    # Per position: the word's squared weight and row, and those of the pair ending there.
+    cdef double* norm2 = <double*>malloc(total * sizeof(double))
+    cdef int32_t* starts = <int32_t*>malloc(4 * total * sizeof(int32_t))
+    cdef double* pair_norm2 = <double*>malloc(total * sizeof(double))
+    cdef int32_t* ids = <int32_t*>malloc(total * sizeof(int32_t))
     cdef double* previous = <double*>calloc(exemplars, sizeof(double))
     cdef double* current = <double*>calloc(exemplars, sizeof(double))
+    cdef int32_t* counts
+    cdef int32_t* pair_starts
+    cdef int32_t* pair_counts
     cdef double* swap
     cdef double previous_norm2 = 0.0, current_norm2, position_norm2, top, norm, value
     cdef double result = 0.0
     cdef bint previous_any = False, current_any
-    if not previous or not current:
-        free(previous)
-        free(current)
-        raise MemoryError()
     try:
+        if not norm2 or not starts or not pair_norm2 or not ids or not previous or not current:
+            raise MemoryError()
+        counts = starts + total
+        pair_starts = starts + 2 * total
+        pair_counts = starts + 3 * total
+        for position in range(total):
+            ids[position] = features.word(
+                <str>tokens[position], &norm2[position], &starts[position], &counts[position]
+            )
+            if position:
+                features.pair(
+                    ids[position - 1], ids[position], &pair_norm2[position],
+                    &pair_starts[position], &pair_counts[position],
+                )
+        size = stride if total > window else total  # one block when the text fits a window
+        blocks = (total + size - 1) // size
         for block in range(blocks):
             first = block * size
             last = first + size if first + size < total else total
@@ -315,17 +495,17 @@ def best(
                 current[exemplar] = 0.0
             current_norm2 = 0.0
             for position in range(first, last):
-                position_norm2 = <double>(<tuple>entries[position])[0]
+                position_norm2 = norm2[position]
                 if position:
-                    position_norm2 = position_norm2 + <double>(<tuple>bigrams[position])[0]
+                    position_norm2 = position_norm2 + pair_norm2[position]
                 current_norm2 += position_norm2
             # Unigram contributions first, then bigram ones, as in the Python version.
             current_any = False
             for position in range(first, last):
-                if _add_row(current, (<tuple>entries[position])[1]):
+                if features.add_row(current, starts[position], counts[position]):
                     current_any = True
             for position in range(first if first else 1, last):
-                if _add_row(current, (<tuple>bigrams[position])[1]):
+                if features.add_row(current, pair_starts[position], pair_counts[position]):
                     current_any = True
             if total <= window:
                 norm = sqrt(current_norm2)
@@ -354,6 +534,10 @@ def best(
             previous_any = current_any
         return result
     finally:
+        free(norm2)
+        free(starts)
+        free(pair_norm2)
+        free(ids)
         free(previous)
         free(current)
 

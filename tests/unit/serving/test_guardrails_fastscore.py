@@ -92,8 +92,18 @@ def test_scan_equals_the_python_version() -> None:
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
 def test_similarity_equals_the_python_version_to_the_bit() -> None:
     index = injection.shared()._similarity
-    for text in TEXTS:
-        tokens = injection.shared().evidence(text).tokens
+    assert index._features is not None
+    texts = [injection.shared().evidence(text).tokens for text in TEXTS]
+    # The index's own words in random order: every word and many pairs it holds,
+    # including the words of other scripts that the compiled tables look up apart.
+    vocabulary = list(index._vocabulary)
+    assert any(not word.isascii() for word in vocabulary)
+    generator = np.random.default_rng(19)
+    for size in (2, 64, 128, 129, 300, 1000):
+        for _ in range(10):
+            picks = generator.integers(0, len(vocabulary), size=size)
+            texts.append([vocabulary[i] for i in picks])
+    for tokens in texts:
         assert index.best(tokens) == index.best_in_python(tokens)
 
 
