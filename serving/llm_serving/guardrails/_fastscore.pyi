@@ -7,6 +7,7 @@ class Vocabulary:
         self,
         words: dict[str, tuple[float, float, int, int]],
         pairs: dict[tuple[int, int], float],
+        remember: int,
     ) -> None: ...
 
 def vocabulary_logit(

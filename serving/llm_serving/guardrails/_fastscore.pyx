@@ -75,45 +75,36 @@ cdef class Vocabulary:
     token entries hold, with pair id the glossed word's number among the words of the
     bigrams (-1 if it starts or ends none). `pairs` maps (first pair id, second pair
     id) to the bigram weight. A word is found with one probe that usually reads one
-    cache line, where the dictionaries take several; words that do not fit a slot
+    cache line, where the dictionaries take several. Words that do not fit a slot
     (longer than 27 bytes, or not one byte per character) are left out, and the
-    caller's fallback answers for them.
+    caller's fallback answers for them; other words the fallback answered for are
+    remembered, up to `remember` of them at a time.
     """
 
     cdef _Word* slots
+    cdef _Word* seed  # the slots as built, restored when the remembered words fill up
+    cdef Py_ssize_t capacity
     cdef uint64_t mask
+    cdef Py_ssize_t remembered, limit
     cdef _Pair* pair_slots
     cdef uint64_t pair_mask
 
-    def __cinit__(self, dict words, dict pairs):
-        cdef Py_ssize_t capacity = _capacity(len(words)), size
-        cdef _Word* slot
-        cdef uint64_t position, hashed, key
-        cdef str word
+    def __cinit__(self, dict words, dict pairs, Py_ssize_t remember):
+        cdef Py_ssize_t capacity = _capacity(len(words) + remember)
+        cdef uint64_t position, key
         self.slots = <_Word*>calloc(capacity, sizeof(_Word))
+        self.seed = <_Word*>malloc(capacity * sizeof(_Word))
         self.pair_slots = <_Pair*>calloc(_capacity(len(pairs)), sizeof(_Pair))
-        if not self.slots or not self.pair_slots:
+        if not self.slots or not self.seed or not self.pair_slots:
             raise MemoryError()
+        self.capacity = capacity
         self.mask = capacity - 1
+        self.limit = remember
+        self.remembered = 0
         self.pair_mask = _capacity(len(pairs)) - 1
         for word, values in words.items():
-            if PyUnicode_KIND(word) != PyUnicode_1BYTE_KIND:
-                continue
-            size = PyUnicode_GET_LENGTH(word)
-            if size > KEY_BYTES:
-                continue
-            hashed = _fnv(PyUnicode_1BYTE_DATA(word), size)
-            position = hashed & self.mask
-            while self.slots[position].hash != 0:
-                position = (position + 1) & self.mask
-            slot = &self.slots[position]
-            slot.hash = hashed
-            slot.unigram = <double>values[0]
-            slot.char_sum = <double>values[1]
-            slot.char_count = <int64_t>values[2]
-            slot.pair_id = <int32_t>values[3]
-            slot.length = <uint8_t>size
-            memcpy(slot.key, PyUnicode_1BYTE_DATA(word), size)
+            self.put(<str>word, <tuple>values)
+        memcpy(self.seed, self.slots, capacity * sizeof(_Word))
         for (first, second), weight in pairs.items():
             key = ((<uint64_t>(<int64_t>first + 1)) << 32) | <uint64_t>(<int64_t>second + 1)
             position = _pair_slot(key, self.pair_mask)
@@ -124,7 +115,41 @@ cdef class Vocabulary:
 
     def __dealloc__(self):
         free(self.slots)
+        free(self.seed)
         free(self.pair_slots)
+
+    cdef bint put(self, str word, tuple values):
+        """Hold `word` with (unigram, char sum, char count, pair id); False if it cannot."""
+        cdef Py_ssize_t size = PyUnicode_GET_LENGTH(word)
+        cdef uint64_t hashed, position
+        cdef _Word* slot
+        if PyUnicode_KIND(word) != PyUnicode_1BYTE_KIND or size > KEY_BYTES:
+            return False
+        hashed = _fnv(PyUnicode_1BYTE_DATA(word), size)
+        position = hashed & self.mask
+        while self.slots[position].hash != 0:
+            position = (position + 1) & self.mask
+        slot = &self.slots[position]
+        slot.hash = hashed
+        slot.unigram = <double>values[0]
+        slot.char_sum = <double>values[1]
+        slot.char_count = <int64_t>values[2]
+        slot.pair_id = <int32_t>values[3]
+        slot.length = <uint8_t>size
+        memcpy(slot.key, PyUnicode_1BYTE_DATA(word), size)
+        return True
+
+    cdef void remember(self, str word, tuple values):
+        """Hold a word the caller's fallback answered for, so the next time costs a probe.
+
+        At most `remember` (the constructor's argument) such words; then the table
+        goes back to the words it was built with.
+        """
+        if self.remembered >= self.limit:
+            memcpy(self.slots, self.seed, self.capacity * sizeof(_Word))
+            self.remembered = 0
+        if self.put(word, values):
+            self.remembered += 1
 
     cdef inline _Word* find(self, str word):
         cdef Py_ssize_t size
@@ -199,6 +224,7 @@ def vocabulary_logit(
                 pair_ids[i] = slot.pair_id
             else:
                 values = <tuple>fallback(words[i])
+                vocabulary.remember(<str>words[i], values)
                 unigrams[i] = <double>values[0]
                 char_sums[i] = <double>values[1]
                 char_counts[i] = <int64_t>values[2]

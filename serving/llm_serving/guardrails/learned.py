@@ -79,6 +79,8 @@ HEURISTIC = "heuristic"
 SIMILARITY = "similarity"
 _CACHE_LIMIT = 1 << 16
 """Words cached besides the model's own vocabulary; the cache is reset when it is full."""
+_COMPILED_CACHE_LIMIT = 1 << 14
+"""The same for the compiled tables (64 bytes a word, in a table at most a quarter full)."""
 _TOKEN = re.compile(r"\w+")
 _NO_FOLLOWERS: dict[str, float] = {}
 
@@ -354,7 +356,7 @@ class Model:
         self._vocabulary: _fastscore.Vocabulary | None = None
         if _fastscore is not None:
             words = {token: self._values(entry) for token, entry in self._seed.items()}
-            self._vocabulary = _fastscore.Vocabulary(words, pairs)
+            self._vocabulary = _fastscore.Vocabulary(words, pairs, _COMPILED_CACHE_LIMIT)
 
     # ------------------------------------------------------------------ persistence
 

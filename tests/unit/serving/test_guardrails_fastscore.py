@@ -135,6 +135,21 @@ def test_learned_window_logit_equals_the_python_version_to_the_bit() -> None:
 
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
+def test_words_the_compiled_tables_remember_keep_the_results_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(learned, "_COMPILED_CACHE_LIMIT", 5)  # forgets after five new words
+    model = learned.Model.load_default()
+    unknown = [f"zq{number}x" for number in range(40)]  # words no model table holds
+    known = list(model.unigrams)[:10]
+    for round_ in range(3):  # the second and third rounds find some words remembered
+        words = [word for pair in zip(unknown, known * 4, strict=True) for word in pair]
+        words = words[round_:] + words[:round_]
+        entries = [model._token_cache.get(word) or model._token(word) for word in words]
+        assert model.text_logit(words) == learned._text_logit(entries)
+
+
+@pytest.mark.skipif(_fastscore is None, reason="extension not built")
 def test_character_grams_equal_the_python_version_to_the_bit() -> None:
     model = learned.shared()
     words = {word for text in TEXTS for word in injection.shared().evidence(text).tokens}
