@@ -492,6 +492,11 @@ class Detector:
         self._substrings = re.compile(
             "|".join(re.escape(sub) for sub in sorted(owners, key=len, reverse=True))
         )
+        # A substring can only occur where its first character does: a few character
+        # searches rule the regular expression out for most prompts (ASCII text can
+        # hold none of the substrings of other scripts).
+        self._substring_starts = "".join(sorted({sub[0] for sub in owners}))
+        self._ascii_substring_starts = "".join(c for c in self._substring_starts if c.isascii())
         self._similarity = SimilarityIndex(corpus if corpus is not None else Corpus.load_default())
 
     def score(self, text: str) -> Verdict:
@@ -567,8 +572,10 @@ class Detector:
         candidates: set[int] = set()
         for word in present:
             candidates.update(self._index_words.get(word, ()))
-        for found in self._substrings.findall(normalized):
-            candidates.update(self._substring_owner[found])
+        starts = self._ascii_substring_starts if normalized.isascii() else self._substring_starts
+        if any(start in normalized for start in starts):
+            for found in self._substrings.findall(normalized):
+                candidates.update(self._substring_owner[found])
         active = [
             rules.RULES[n]
             for n in sorted(candidates)
