@@ -40,6 +40,11 @@ def best(
 def scan(
     stream: list[str], trigger_words: frozenset[str], mark: str
 ) -> tuple[list[str], int, set[str], list[dict[str, int]]]: ...
+def gate(
+    word_groups: dict[str, tuple[int, ...]],
+    rule_groups: list[tuple[int, int]],
+    block_masks: list[dict[str, int]],
+) -> list[tuple[int, list[int]]]: ...
 def char_gram_sum(
     token: str, weights: dict[str, float], smallest: int, largest: int, chars: int
 ) -> tuple[float, int]: ...

@@ -605,6 +605,62 @@ def scan(list stream, frozenset trigger_words, str mark):
     return tokens, longest, present, block_masks
 
 
+def gate(dict word_groups, list rule_groups, list block_masks):
+    """Rules whose trigger groups all occur, with the sentences holding all of them.
+
+    See `injection.gate_in_python`, the plain-Python version and reference:
+    `word_groups` maps a trigger word to the numbers of the groups that hold it
+    (groups numbered rule by rule), `rule_groups` holds per rule (first group, group
+    count), and `block_masks` is the scan's per-block dict from trigger word to
+    sentence bits. Returns [(rule number, [sentence bits per block]), ...] in rule
+    order, for the rules with at least one group, every group met somewhere.
+    """
+    cdef Py_ssize_t groups = 0, blocks = len(block_masks), block, group, rule, first, count, j
+    cdef uint64_t bits, where, seen
+    cdef PyObject* found
+    cdef dict masks
+    cdef list result = [], wheres
+    for first, count in rule_groups:
+        if first + count > groups:
+            groups = first + count
+    if groups == 0 or blocks == 0:
+        return result
+    cdef uint64_t* table = <uint64_t*>calloc(groups * blocks, sizeof(uint64_t))
+    if not table:
+        raise MemoryError()
+    try:
+        for block in range(blocks):
+            masks = <dict>block_masks[block]
+            for word, value in masks.items():
+                found = PyDict_GetItem(word_groups, word)
+                if found is NULL:
+                    continue
+                bits = <uint64_t>value
+                for group in <tuple>found:
+                    table[block * groups + group] |= bits
+        for rule in range(len(rule_groups)):
+            first, count = rule_groups[rule]
+            if count == 0:
+                continue
+            for j in range(count):
+                seen = 0
+                for block in range(blocks):
+                    seen |= table[block * groups + first + j]
+                if seen == 0:
+                    break
+            else:
+                wheres = []
+                for block in range(blocks):
+                    where = ~(<uint64_t>0)
+                    for j in range(count):
+                        where &= table[block * groups + first + j]
+                    wheres.append(where)
+                result.append((rule, wheres))
+        return result
+    finally:
+        free(table)
+
+
 def char_gram_sum(str token, dict weights, Py_ssize_t smallest, Py_ssize_t largest, Py_ssize_t chars):
     """Summed weight and count of a token's character n-grams (see `learned.char_grams`)."""
     cdef str word = "<" + token[:chars] + ">"

@@ -474,19 +474,20 @@ class Detector:
         self._trigger_words = frozenset().union(
             *(group for rule in rules.RULES for group in rule.need)
         )
-        # Inverted index from a word of each rule's smallest group to the rule.
-        index: dict[str, list[int]] = {}
-        self._substring_rules: list[int] = []
-        for number, rule in enumerate(rules.RULES):
-            if rule.need:
-                for word in min(rule.need, key=len):
-                    index.setdefault(word, []).append(number)
-            if rule.substrings:
-                self._substring_rules.append(number)
-        self._index_words = {word: tuple(rules) for word, rules in index.items()}
+        # The rules' trigger groups numbered rule by rule, and from each trigger word to
+        # the groups that hold it (see `gate_in_python`).
+        word_groups: dict[str, list[int]] = {}
+        self._rule_groups: list[tuple[int, int]] = []
+        for rule in rules.RULES:
+            first = sum(count for _, count in self._rule_groups)
+            self._rule_groups.append((first, len(rule.need)))
+            for number, group in enumerate(rule.need, start=first):
+                for word in group:
+                    word_groups.setdefault(word, []).append(number)
+        self._word_groups = {word: tuple(groups) for word, groups in word_groups.items()}
         owners: dict[str, list[int]] = {}
-        for number in self._substring_rules:
-            for sub in rules.RULES[number].substrings:
+        for number, rule in enumerate(rules.RULES):
+            for sub in rule.substrings:
                 owners.setdefault(sub, []).append(number)
         self._substring_owner = {sub: tuple(rules) for sub, rules in owners.items()}
         self._substrings = re.compile(
@@ -567,25 +568,23 @@ class Detector:
         """Rules that match; each is tried only on sentences containing all its trigger groups.
 
         `marked` is the normalised text with sentence boundaries replaced by a marker;
-        `present` and `block_masks` are what `scan_in_python` finds in its tokens.
+        `present` and `block_masks` are what `scan_in_python` finds in its tokens. A
+        rule runs when every one of its trigger groups occurs in the prompt, or when
+        one of its substrings does.
         """
-        candidates: set[int] = set()
-        for word in present:
-            candidates.update(self._index_words.get(word, ()))
+        gate = _fastscore.gate if _fastscore is not None else gate_in_python
+        met = dict(gate(self._word_groups, self._rule_groups, block_masks))
+        candidates = set(met)
         starts = self._ascii_substring_starts if normalized.isascii() else self._substring_starts
         if any(start in normalized for start in starts):
             for found in self._substrings.findall(normalized):
                 candidates.update(self._substring_owner[found])
-        active = [
-            rules.RULES[n]
-            for n in sorted(candidates)
-            if rules.RULES[n].applies(present, normalized)
-        ]
         fired: list[rules.Rule] = []
-        if not active:
+        if not candidates:
             return fired
         sentences = marked.split(_SENTENCE_MARK)
-        for rule in active:
+        for number in sorted(candidates):
+            rule = rules.RULES[number]
             if rule.min_matches > 1:
                 if len(rule.pattern.findall(normalized)) >= rule.min_matches:
                     fired.append(rule)
@@ -593,7 +592,8 @@ class Detector:
             has_substring = bool(rule.substrings) and any(
                 sub in normalized for sub in rule.substrings
             )
-            if self._rule_fires(rule, sentences, block_masks, has_substring=has_substring):
+            wheres = met.get(number) or [0] * len(block_masks)
+            if self._rule_fires(rule, sentences, wheres, has_substring=has_substring):
                 fired.append(rule)
         return fired
 
@@ -601,22 +601,13 @@ class Detector:
     def _rule_fires(
         rule: rules.Rule,
         sentences: list[str],
-        block_masks: list[dict[str, int]],
+        wheres: list[int],
         *,
         has_substring: bool,
     ) -> bool:
-        """Try `rule` on each sentence whose words pass its gates (or hold its substrings)."""
-        for block, masks in enumerate(block_masks):
-            where = 0
-            if rule.need:
-                where = -1
-                for group in rule.need:
-                    bits = 0
-                    for word in group.intersection(masks):
-                        bits |= masks[word]
-                    where &= bits
-                    if not where:
-                        break
+        """Try `rule` on the sentences `wheres` marks (bits per block of 64 sentences),
+        and on those that hold one of its substrings."""
+        for block, where in enumerate(wheres):
             base = block * 64
             if has_substring:
                 for index, sentence in enumerate(sentences[base : base + 64]):
@@ -670,6 +661,41 @@ def scan_in_python(
         elif token in present:
             masks[token] = masks.get(token, 0) | (1 << number)
     return tokens, max(map(len, stream), default=0), set(present), block_masks
+
+
+def gate_in_python(
+    word_groups: dict[str, tuple[int, ...]],
+    rule_groups: list[tuple[int, int]],
+    block_masks: list[dict[str, int]],
+) -> list[tuple[int, list[int]]]:
+    """Rules whose trigger groups all occur, with the sentences holding all of them.
+
+    `word_groups` maps a trigger word to the numbers of the groups that hold it (the
+    groups numbered rule by rule), `rule_groups` holds per rule its first group and
+    group count, and `block_masks` is `scan_in_python`'s per-block dict from trigger
+    word to sentence bits. Returns, in rule order, each rule that has groups and
+    meets every one somewhere in the prompt, with per block the bits of the sentences
+    that meet all of them. The plain-Python version of `_fastscore.gate`.
+    """
+    table: list[dict[int, int]] = []
+    for masks in block_masks:
+        groups: dict[int, int] = {}
+        for word, bits in masks.items():
+            for group in word_groups.get(word, ()):
+                groups[group] = groups.get(group, 0) | bits
+        table.append(groups)
+    result = []
+    for rule, (first, count) in enumerate(rule_groups):
+        numbers = range(first, first + count)
+        if count and all(any(groups.get(n) for groups in table) for n in numbers):
+            wheres = []
+            for groups in table:
+                where = (1 << 64) - 1
+                for n in numbers:
+                    where &= groups.get(n, 0)
+                wheres.append(where)
+            result.append((rule, wheres))
+    return result
 
 
 @functools.cache

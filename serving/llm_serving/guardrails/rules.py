@@ -32,16 +32,6 @@ class Rule:
     min_matches: int = 1
     """More than 1: the pattern must match this often in the whole prompt (not per sentence)."""
 
-    def applies(self, words: frozenset[str] | set[str], text: str) -> bool:
-        """Whether the trigger words or substrings allow this rule to run on `text`."""
-        if self.need:
-            for group in self.need:
-                if group.isdisjoint(words):
-                    break
-            else:
-                return True
-        return bool(self.substrings) and any(sub in text for sub in self.substrings)
-
 
 def _rule(
     name: str,

@@ -90,6 +90,23 @@ def test_scan_equals_the_python_version() -> None:
 
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
+def test_rule_gate_equals_the_python_version() -> None:
+    detector = injection.shared()
+    gated = 0
+    for text in TEXTS:
+        marked = injection._mark_sentences(injection.normalize(text))
+        stream = marked.translate(rules.TOKEN_TABLE).split()
+        *_, block_masks = injection.scan_in_python(stream, detector._trigger_words, MARK)
+        expected = injection.gate_in_python(
+            detector._word_groups, detector._rule_groups, block_masks
+        )
+        compiled = _fastscore.gate(detector._word_groups, detector._rule_groups, block_masks)
+        assert compiled == expected
+        gated += len(expected)
+    assert gated > len(TEXTS)  # attacks meet several rules' groups each
+
+
+@pytest.mark.skipif(_fastscore is None, reason="extension not built")
 def test_similarity_equals_the_python_version_to_the_bit() -> None:
     index = injection.shared()._similarity
     assert index._features is not None
