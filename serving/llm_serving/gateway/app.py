@@ -914,6 +914,11 @@ class Gateway:
         finally:
             response.close()
 
+    def _first_token(self, ctx: RequestContext) -> None:
+        self.metrics.time_to_first_token.labels(ctx.model or "unknown").observe(
+            time.perf_counter() - ctx.started
+        )
+
     async def _pump(
         self,
         ctx: RequestContext,
@@ -937,7 +942,20 @@ class Gateway:
             now = time.perf_counter()
             ctx.upstream_seconds += now - started
             datas = splitter.feed(chunk) if chunk else splitter.close()
-            results = [filter_.feed(data) for data in datas]
+            results: list[sse.Output] = []
+            for data in datas:
+                result = filter_.feed(data)
+                results.append(result)
+                if not first_token and result.has_text and not filter_.done:
+                    # The first text goes out at once; the rest of this read follows in
+                    # one write once it is checked.
+                    first_token = True
+                    head = b"".join(event for earlier in results for event in earlier.events)
+                    results.clear()
+                    scan_seconds += time.perf_counter() - now
+                    await out.write(head)
+                    self._first_token(ctx)
+                    now = time.perf_counter()
             if not chunk:
                 results.append(filter_.end_of_stream())
             payload = b"".join(event for result in results for event in result.events)
@@ -953,9 +971,7 @@ class Gateway:
                     await out.write(payload)
                 if not first_token and any(result.has_text for result in results):
                     first_token = True
-                    self.metrics.time_to_first_token.labels(ctx.model or "unknown").observe(
-                        time.perf_counter() - ctx.started
-                    )
+                    self._first_token(ctx)
             if last:
                 break
         if filter_.guarded:

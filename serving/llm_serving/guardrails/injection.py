@@ -478,12 +478,13 @@ class Detector:
         # the groups that hold it (see `gate_in_python`).
         word_groups: dict[str, list[int]] = {}
         self._rule_groups: list[tuple[int, int]] = []
+        first = 0
         for rule in rules.RULES:
-            first = sum(count for _, count in self._rule_groups)
             self._rule_groups.append((first, len(rule.need)))
             for number, group in enumerate(rule.need, start=first):
                 for word in group:
                     word_groups.setdefault(word, []).append(number)
+            first += len(rule.need)
         self._word_groups = {word: tuple(groups) for word, groups in word_groups.items()}
         owners: dict[str, list[int]] = {}
         for number, rule in enumerate(rules.RULES):
@@ -520,7 +521,7 @@ class Detector:
             prepared = _fastscore.prepare_ascii(text, _ASCII_FOLD, _ASCII_SEPARATORS)
         normalized, marked, stream, clean = prepared or prepare_in_python(text)
         scan = _fastscore.scan if _fastscore is not None else scan_in_python
-        tokens, longest, present, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
+        tokens, longest, _, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
         views = decoded_views(text, text.lower(), longest)
         model_text = normalized
         if views:
@@ -530,8 +531,8 @@ class Detector:
             normalized = normalized + "\n" + extra
             marked = marked + _SPACED_MARK + extra
             stream += [_SENTENCE_MARK, *extra.translate(rules.TOKEN_TABLE).split()]
-            tokens, _, present, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
-        fired = self._fire(normalized, marked, present, block_masks)
+            tokens, _, _, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
+        fired = self._fire(normalized, marked, block_masks)
         miss = 1.0
         for rule in fired:
             miss *= 1.0 - rule.weight
@@ -562,13 +563,12 @@ class Detector:
         self,
         normalized: str,
         marked: str,
-        present: set[str],
         block_masks: list[dict[str, int]],
     ) -> list[rules.Rule]:
         """Rules that match; each is tried only on sentences containing all its trigger groups.
 
         `marked` is the normalised text with sentence boundaries replaced by a marker;
-        `present` and `block_masks` are what `scan_in_python` finds in its tokens. A
+        `block_masks` is what `scan_in_python` finds in its tokens. A
         rule runs when every one of its trigger groups occurs in the prompt, or when
         one of its substrings does.
         """

@@ -80,7 +80,8 @@ SIMILARITY = "similarity"
 _CACHE_LIMIT = 1 << 16
 """Words cached besides the model's own vocabulary; the cache is reset when it is full."""
 _COMPILED_CACHE_LIMIT = 1 << 14
-"""The same for the compiled tables (64 bytes a word, in a table at most a quarter full)."""
+"""The same for the compiled tables: 64 bytes a word in a table at most half full (4 MiB),
+plus a copy of the table as built, to go back to when it is full."""
 _TOKEN = re.compile(r"\w+")
 _NO_FOLLOWERS: dict[str, float] = {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pathlib
 import socket
 from collections.abc import AsyncIterator
@@ -315,3 +316,62 @@ async def test_unexpected_error_is_an_openai_500(
         body = await response.json()
     _assert_openai_error(body, "server_error", "internal_error")
     assert response.headers["X-Request-Id"] in body["error"]["message"]
+
+
+async def test_a_stream_read_at_once_sends_its_first_text_ahead_of_the_rest(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's whole stream arrives in one read: the gateway writes the events up to
+    the first text at once, and the rest in one write when they are checked."""
+    words = ["Hello", " there,", " my", " friend."]
+    deltas = [{"role": "assistant", "content": ""}] + [{"content": word} for word in words]
+    chunks = [
+        {"id": "c", "object": "chat.completion.chunk", "model": "test-model", "choices": [choice]}
+        for choice in [{"index": 0, "delta": delta, "finish_reason": None} for delta in deltas]
+        + [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+    ]
+    body = b"".join(b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks)
+    body += b"data: [DONE]\n\n"
+
+    async def engine(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                await reader.readexactly(int(line.split(b":")[1]))
+        writer.write(  # status line, headers and every event in one write
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    writes: list[bytes] = []
+    write = app._EventStream.write
+
+    async def recording(self: app._EventStream, data: bytes) -> None:
+        writes.append(bytes(data))
+        await write(self, data)
+
+    monkeypatch.setattr(app._EventStream, "write", recording)
+    server = await asyncio.start_server(engine, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    running = await support.start_gateway(f"http://127.0.0.1:{port}", tmp_path, {"enabled": True})
+    try:
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(
+                f"{running.url}/v1/chat/completions", json={**CHAT_BODY, "stream": True}
+            ) as response,
+        ):
+            events = await support.sse_events(response)
+    finally:
+        await running.server.close()
+        server.close()
+        await server.wait_closed()
+    assert support.streamed_text(events) == "".join(words)
+    assert events[-1] == "[DONE]"
+    # The first write ends with the first text released (a word is released once the
+    # next token shows that it has ended), and the rest goes out after it.
+    first = [json.loads(part) for part in writes[0].decode().split("data: ")[1:]]
+    assert support.streamed_text(first) == "Hello "
+    assert len(writes) == 1  # the other events left with the end of the body
