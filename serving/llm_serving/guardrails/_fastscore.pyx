@@ -17,7 +17,11 @@ from cpython.unicode cimport (
 from libc.math cimport pow, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memset
+
+
+cdef extern from "stdlib.h":
+    void* aligned_alloc(size_t alignment, size_t size)
 
 
 cdef double _window_value(
@@ -33,15 +37,19 @@ cdef double _window_value(
 cdef enum:
     KEY_BYTES = 27
 
+ctypedef struct _Key:
+    # The head of a slot in the word tables: the word's hash (0: an empty slot) and bytes.
+    uint64_t hash
+    uint8_t length
+    char bytes[KEY_BYTES]
+
 ctypedef struct _Word:
     # One cache line per word: everything the learned model needs about it.
-    uint64_t hash  # 0: an empty slot
+    _Key key
     double unigram
     double char_sum
-    int64_t char_count
+    int32_t char_count
     int32_t pair_id  # the glossed word's number among the words of the bigrams, or -1
-    uint8_t length
-    char key[KEY_BYTES]
 
 ctypedef struct _Pair:
     uint64_t key  # ((first + 1) << 32) | (second + 1); 0: an empty slot
@@ -56,8 +64,68 @@ cdef inline uint64_t _fnv(const unsigned char* data, Py_ssize_t size):
     return value | 1
 
 
+cdef inline uint64_t _pair_key(int64_t first, int64_t second):
+    return ((<uint64_t>(first + 1)) << 32) | <uint64_t>(second + 1)
+
+
 cdef inline uint64_t _pair_slot(uint64_t key, uint64_t mask):
     return ((key * 11400714819323198485ULL) >> 20) & mask
+
+
+cdef inline uint64_t _free_slot(void* slots, size_t size, uint64_t mask, uint64_t start):
+    """The first empty slot from `start` on, in a table of `size`-byte slots that each
+    begin with a 64-bit hash or key (0 when empty)."""
+    cdef uint64_t position = start & mask
+    while (<uint64_t*>(<char*>slots + position * size))[0] != 0:
+        position = (position + 1) & mask
+    return position
+
+
+cdef inline bint _fits(str word):
+    """Whether `word` fits a slot: one byte per character, at most `KEY_BYTES` of them."""
+    return PyUnicode_KIND(word) == PyUnicode_1BYTE_KIND and PyUnicode_GET_LENGTH(word) <= KEY_BYTES
+
+
+cdef void* _claim(void* slots, size_t size, uint64_t mask, str word):
+    """Write `word` into the first empty slot of its probe sequence and return that slot
+    (the caller checked `_fits`; slots are `size` bytes and begin with a `_Key`)."""
+    cdef const unsigned char* data = PyUnicode_1BYTE_DATA(word)
+    cdef Py_ssize_t length = PyUnicode_GET_LENGTH(word)
+    cdef uint64_t hashed = _fnv(data, length)
+    cdef _Key* slot = <_Key*>(<char*>slots + _free_slot(slots, size, mask, hashed) * size)
+    slot.hash = hashed
+    slot.length = <uint8_t>length
+    memcpy(slot.bytes, data, length)
+    return slot
+
+
+cdef inline void* _lookup(void* slots, size_t size, uint64_t mask, str word):
+    """The slot holding `word`, or NULL (also when the word does not fit a slot)."""
+    cdef const unsigned char* data
+    cdef Py_ssize_t length
+    cdef uint64_t hashed, position
+    cdef _Key* slot
+    if not _fits(word):
+        return NULL
+    data = PyUnicode_1BYTE_DATA(word)
+    length = PyUnicode_GET_LENGTH(word)
+    hashed = _fnv(data, length)
+    position = hashed & mask
+    while True:
+        slot = <_Key*>(<char*>slots + position * size)
+        if slot.hash == 0:
+            return NULL
+        if slot.hash == hashed and slot.length == length and memcmp(slot.bytes, data, length) == 0:
+            return slot
+        position = (position + 1) & mask
+
+
+cdef void* _slots(Py_ssize_t capacity, size_t size):
+    """Zeroed room for `capacity` slots of `size` (64) bytes, each on a cache line of its own."""
+    cdef void* room = aligned_alloc(64, capacity * size)
+    if room is not NULL:
+        memset(room, 0, capacity * size)
+    return room
 
 
 cdef Py_ssize_t _capacity(Py_ssize_t items):
@@ -92,8 +160,8 @@ cdef class Vocabulary:
     def __cinit__(self, dict words, dict pairs, Py_ssize_t remember):
         cdef Py_ssize_t capacity = _capacity(len(words) + remember)
         cdef uint64_t position, key
-        self.slots = <_Word*>calloc(capacity, sizeof(_Word))
-        self.seed = <_Word*>malloc(capacity * sizeof(_Word))
+        self.slots = <_Word*>_slots(capacity, sizeof(_Word))
+        self.seed = <_Word*>_slots(capacity, sizeof(_Word))
         self.pair_slots = <_Pair*>calloc(_capacity(len(pairs)), sizeof(_Pair))
         if not self.slots or not self.seed or not self.pair_slots:
             raise MemoryError()
@@ -106,10 +174,10 @@ cdef class Vocabulary:
             self.put(<str>word, <tuple>values)
         memcpy(self.seed, self.slots, capacity * sizeof(_Word))
         for (first, second), weight in pairs.items():
-            key = ((<uint64_t>(<int64_t>first + 1)) << 32) | <uint64_t>(<int64_t>second + 1)
-            position = _pair_slot(key, self.pair_mask)
-            while self.pair_slots[position].key != 0:
-                position = (position + 1) & self.pair_mask
+            key = _pair_key(first, second)
+            position = _free_slot(
+                self.pair_slots, sizeof(_Pair), self.pair_mask, _pair_slot(key, self.pair_mask)
+            )
             self.pair_slots[position].key = key
             self.pair_slots[position].weight = <double>weight
 
@@ -120,23 +188,14 @@ cdef class Vocabulary:
 
     cdef bint put(self, str word, tuple values):
         """Hold `word` with (unigram, char sum, char count, pair id); False if it cannot."""
-        cdef Py_ssize_t size = PyUnicode_GET_LENGTH(word)
-        cdef uint64_t hashed, position
         cdef _Word* slot
-        if PyUnicode_KIND(word) != PyUnicode_1BYTE_KIND or size > KEY_BYTES:
+        if not _fits(word):
             return False
-        hashed = _fnv(PyUnicode_1BYTE_DATA(word), size)
-        position = hashed & self.mask
-        while self.slots[position].hash != 0:
-            position = (position + 1) & self.mask
-        slot = &self.slots[position]
-        slot.hash = hashed
+        slot = <_Word*>_claim(self.slots, sizeof(_Word), self.mask, word)
         slot.unigram = <double>values[0]
         slot.char_sum = <double>values[1]
-        slot.char_count = <int64_t>values[2]
+        slot.char_count = <int32_t>values[2]
         slot.pair_id = <int32_t>values[3]
-        slot.length = <uint8_t>size
-        memcpy(slot.key, PyUnicode_1BYTE_DATA(word), size)
         return True
 
     cdef void remember(self, str word, tuple values):
@@ -152,28 +211,10 @@ cdef class Vocabulary:
             self.remembered += 1
 
     cdef inline _Word* find(self, str word):
-        cdef Py_ssize_t size
-        cdef const unsigned char* data
-        cdef uint64_t hashed, position
-        cdef _Word* slot
-        if PyUnicode_KIND(word) != PyUnicode_1BYTE_KIND:
-            return NULL
-        size = PyUnicode_GET_LENGTH(word)
-        if size > KEY_BYTES:
-            return NULL
-        data = PyUnicode_1BYTE_DATA(word)
-        hashed = _fnv(data, size)
-        position = hashed & self.mask
-        while True:
-            slot = &self.slots[position]
-            if slot.hash == 0:
-                return NULL
-            if slot.hash == hashed and slot.length == size and memcmp(slot.key, data, size) == 0:
-                return slot
-            position = (position + 1) & self.mask
+        return <_Word*>_lookup(self.slots, sizeof(_Word), self.mask, word)
 
     cdef inline bint pair(self, int32_t first, int32_t second, double* weight):
-        cdef uint64_t key = ((<uint64_t>(<int64_t>first + 1)) << 32) | <uint64_t>(<int64_t>second + 1)
+        cdef uint64_t key = _pair_key(first, second)
         cdef uint64_t position = _pair_slot(key, self.pair_mask)
         while True:
             if self.pair_slots[position].key == key:
@@ -290,18 +331,13 @@ def vocabulary_logit(
 
 # ----------------------------------------------------------------------------- similarity
 
-cdef enum:
-    FEATURE_KEY_BYTES = 35
-
 ctypedef struct _Feature:
     # One cache line per word of the similarity index.
-    uint64_t hash  # 0: an empty slot
+    _Key key
     double norm2  # squared unigram weight
     int32_t start  # its (exemplar, contribution) pairs: start and count in the row arrays
     int32_t count
     int32_t id
-    uint8_t length
-    char key[FEATURE_KEY_BYTES]
 
 ctypedef struct _FeaturePair:
     uint64_t key  # ((first id + 1) << 32) | (second id + 1); 0: an empty slot
@@ -316,7 +352,7 @@ cdef class Features:
     `words` maps a word to (id, squared unigram weight, sparse row) and `pairs` maps
     (first id, second id) to (squared bigram weight, sparse row), where a sparse row
     is ((exemplar, contribution), ...); `oov_norm2` and `unknown_norm2` weigh a word
-    and a pair the index lacks. Words that do not fit a slot (more than 35 bytes, or
+    and a pair the index lacks. Words that do not fit a slot (more than 27 bytes, or
     not one byte per character) are found through a dictionary instead.
     """
 
@@ -335,16 +371,16 @@ cdef class Features:
 
     def __cinit__(self, dict words, dict pairs, double oov_norm2, double unknown_norm2):
         cdef Py_ssize_t capacity = _capacity(len(words)), pair_capacity = _capacity(len(pairs))
-        cdef Py_ssize_t cells = 0, size, used = 0, ids = len(words)
+        cdef Py_ssize_t cells = 0, used = 0, ids = len(words)
         cdef int32_t start, identity
-        cdef uint64_t position, hashed, key
+        cdef uint64_t position, key
         cdef _Feature* slot
         cdef str word
         for values in words.values():
             cells += len(values[2])
         for values in pairs.values():
             cells += len(values[1])
-        self.slots = <_Feature*>calloc(capacity, sizeof(_Feature))
+        self.slots = <_Feature*>_slots(capacity, sizeof(_Feature))
         self.pair_slots = <_FeaturePair*>calloc(pair_capacity, sizeof(_FeaturePair))
         self.exemplars = <int32_t*>malloc((cells + 1) * sizeof(int32_t))
         self.contributions = <double*>malloc((cells + 1) * sizeof(double))
@@ -371,27 +407,20 @@ cdef class Features:
             self.id_norm2[identity] = <double>norm2
             self.id_start[identity] = start
             self.id_count[identity] = <int32_t>(used - start)
-            size = PyUnicode_GET_LENGTH(word)
-            if PyUnicode_KIND(word) != PyUnicode_1BYTE_KIND or size > FEATURE_KEY_BYTES:
+            if not _fits(word):
                 self.other_ids[word] = identity
                 continue
-            hashed = _fnv(PyUnicode_1BYTE_DATA(word), size)
-            position = hashed & self.mask
-            while self.slots[position].hash != 0:
-                position = (position + 1) & self.mask
-            slot = &self.slots[position]
-            slot.hash = hashed
+            slot = <_Feature*>_claim(self.slots, sizeof(_Feature), self.mask, word)
             slot.norm2 = <double>norm2
             slot.start = start
             slot.count = <int32_t>(used - start)
             slot.id = identity
-            slot.length = <uint8_t>size
-            memcpy(slot.key, PyUnicode_1BYTE_DATA(word), size)
         for (first, second), (norm2, row) in pairs.items():
-            key = ((<uint64_t>(<int64_t>first + 1)) << 32) | <uint64_t>(<int64_t>second + 1)
-            position = _pair_slot(key, self.pair_mask)
-            while self.pair_slots[position].key != 0:
-                position = (position + 1) & self.pair_mask
+            key = _pair_key(first, second)
+            position = _free_slot(
+                self.pair_slots, sizeof(_FeaturePair), self.pair_mask,
+                _pair_slot(key, self.pair_mask),
+            )
             start = <int32_t>used
             for exemplar, contribution in row:
                 self.exemplars[used] = <int32_t>exemplar
@@ -413,26 +442,16 @@ cdef class Features:
 
     cdef inline int32_t word(self, str word, double* norm2, int32_t* start, int32_t* count):
         """The word's id (-1 if unknown), with its squared weight and row."""
-        cdef Py_ssize_t size = PyUnicode_GET_LENGTH(word)
-        cdef const unsigned char* data
-        cdef uint64_t hashed, position
         cdef _Feature* slot
         cdef PyObject* found
         cdef int32_t identity
-        if PyUnicode_KIND(word) == PyUnicode_1BYTE_KIND and size <= FEATURE_KEY_BYTES:
-            data = PyUnicode_1BYTE_DATA(word)
-            hashed = _fnv(data, size)
-            position = hashed & self.mask
-            while True:
-                slot = &self.slots[position]
-                if slot.hash == 0:
-                    break
-                if slot.hash == hashed and slot.length == size and memcmp(slot.key, data, size) == 0:
-                    norm2[0] = slot.norm2
-                    start[0] = slot.start
-                    count[0] = slot.count
-                    return slot.id
-                position = (position + 1) & self.mask
+        if _fits(word):
+            slot = <_Feature*>_lookup(self.slots, sizeof(_Feature), self.mask, word)
+            if slot is not NULL:
+                norm2[0] = slot.norm2
+                start[0] = slot.start
+                count[0] = slot.count
+                return slot.id
         else:
             found = PyDict_GetItem(self.other_ids, word)
             if found is not NULL:
@@ -450,7 +469,7 @@ cdef class Features:
         """The pair's squared weight and row (the unknown pair's weight if it is not held)."""
         cdef uint64_t key, position
         if first >= 0 and second >= 0:
-            key = ((<uint64_t>(<int64_t>first + 1)) << 32) | <uint64_t>(<int64_t>second + 1)
+            key = _pair_key(first, second)
             position = _pair_slot(key, self.pair_mask)
             while self.pair_slots[position].key != 0:
                 if self.pair_slots[position].key == key:
