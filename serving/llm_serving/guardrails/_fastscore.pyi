@@ -37,9 +37,13 @@ def best(
     stride: int,
     exemplars: int,
 ) -> float: ...
+
+class Words:
+    def __init__(self, words: frozenset[str]) -> None: ...
+
 def scan(
-    stream: list[str], trigger_words: frozenset[str], mark: str
-) -> tuple[list[str], int, set[str], list[dict[str, int]]]: ...
+    stream: list[str], trigger_words: Words, mark: str
+) -> tuple[list[str], int, list[dict[str, int]]]: ...
 def gate(
     word_groups: dict[str, tuple[int, ...]],
     rule_groups: list[tuple[int, int]],

@@ -587,15 +587,45 @@ def best(
         free(current)
 
 
-def scan(list stream, frozenset trigger_words, str mark):
+cdef class Words:
+    """A set of words in a flat open-addressing table (`contains` is one probe).
+
+    Words that do not fit a slot (more than 27 bytes, or not one byte per
+    character) are kept in a frozenset instead.
+    """
+
+    cdef _Key* slots
+    cdef uint64_t mask
+    cdef frozenset others
+
+    def __cinit__(self, frozenset words):
+        cdef Py_ssize_t capacity = _capacity(len(words))
+        self.slots = <_Key*>_slots(capacity, sizeof(_Key))
+        if not self.slots:
+            raise MemoryError()
+        self.mask = capacity - 1
+        self.others = frozenset(word for word in words if not _fits(word))
+        for word in words:
+            if _fits(word):
+                _claim(self.slots, sizeof(_Key), self.mask, word)
+
+    def __dealloc__(self):
+        free(self.slots)
+
+    cdef inline bint contains(self, str word):
+        if _fits(word):
+            return _lookup(self.slots, sizeof(_Key), self.mask, word) is not NULL
+        return word in self.others
+
+
+def scan(list stream, Words trigger_words, str mark):
     """One pass over the rule tokens of a prompt (see `injection.scan_in_python`).
 
-    Returns the words without sentence marks, the longest token's length, the trigger
-    words present, and per block of 64 sentences a dict from trigger word to the bit
-    set of the sentences holding it.
+    Returns the words without sentence marks, the longest token's length, and per
+    block of 64 sentences a dict from each trigger word present to the bit set of the
+    sentences holding it.
     """
     cdef list tokens = []
-    cdef set present = set()
     cdef dict masks = {}
     cdef list block_masks = [masks]
     cdef Py_ssize_t longest = 0, length, number = 0
@@ -614,14 +644,13 @@ def scan(list stream, frozenset trigger_words, str mark):
                 block_masks.append(masks)
             continue
         tokens.append(token)
-        if token in trigger_words:
-            present.add(token)
+        if trigger_words.contains(token):
             bit = (<unsigned long long>1) << number
             found = PyDict_GetItem(masks, token)
             if found is not NULL:
                 bit |= <unsigned long long><object>found
             masks[token] = bit
-    return tokens, longest, present, block_masks
+    return tokens, longest, block_masks
 
 
 def gate(dict word_groups, list rule_groups, list block_masks):

@@ -474,6 +474,7 @@ class Detector:
         self._trigger_words = frozenset().union(
             *(group for rule in rules.RULES for group in rule.need)
         )
+        self._triggers = None if _fastscore is None else _fastscore.Words(self._trigger_words)
         # The rules' trigger groups numbered rule by rule, and from each trigger word to
         # the groups that hold it (see `gate_in_python`).
         word_groups: dict[str, list[int]] = {}
@@ -520,8 +521,7 @@ class Detector:
         if _fastscore is not None and text.isascii():
             prepared = _fastscore.prepare_ascii(text, _ASCII_FOLD, _ASCII_SEPARATORS)
         normalized, marked, stream, clean = prepared or prepare_in_python(text)
-        scan = _fastscore.scan if _fastscore is not None else scan_in_python
-        tokens, longest, _, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
+        tokens, longest, block_masks = self._scan(stream)
         views = decoded_views(text, text.lower(), longest)
         model_text = normalized
         if views:
@@ -531,7 +531,7 @@ class Detector:
             normalized = normalized + "\n" + extra
             marked = marked + _SPACED_MARK + extra
             stream += [_SENTENCE_MARK, *extra.translate(rules.TOKEN_TABLE).split()]
-            tokens, _, _, block_masks = scan(stream, self._trigger_words, _SENTENCE_MARK)
+            tokens, _, block_masks = self._scan(stream)
         fired = self._fire(normalized, marked, block_masks)
         miss = 1.0
         for rule in fired:
@@ -558,6 +558,11 @@ class Detector:
             similarity,
             learned.extra_features(names, heuristic, similarity_score),
         )
+
+    def _scan(self, stream: list[str]) -> tuple[list[str], int, list[dict[str, int]]]:
+        if self._triggers is not None and _fastscore is not None:
+            return _fastscore.scan(stream, self._triggers, _SENTENCE_MARK)
+        return scan_in_python(stream, self._trigger_words, _SENTENCE_MARK)
 
     def _fire(
         self,
@@ -639,8 +644,8 @@ def prepare_in_python(text: str) -> tuple[str, str, list[str], bool]:
 
 def scan_in_python(
     stream: list[str], trigger_words: frozenset[str], mark: str
-) -> tuple[list[str], int, set[str], list[dict[str, int]]]:
-    """Words, longest token, trigger words present, and their sentences (see `_fastscore.scan`).
+) -> tuple[list[str], int, list[dict[str, int]]]:
+    """Words, longest token, and the trigger words' sentences (see `_fastscore.scan`).
 
     `stream` is the rule tokens of the marked text, `mark` standing for a sentence
     boundary. The last item holds, per block of 64 sentences, a dict from each trigger
@@ -660,7 +665,7 @@ def scan_in_python(
                 block_masks.append(masks)
         elif token in present:
             masks[token] = masks.get(token, 0) | (1 << number)
-    return tokens, max(map(len, stream), default=0), set(present), block_masks
+    return tokens, max(map(len, stream), default=0), block_masks
 
 
 def gate_in_python(

@@ -86,7 +86,13 @@ def test_scan_equals_the_python_version() -> None:
         marked = injection._mark_sentences(injection.normalize(text))
         stream = marked.translate(rules.TOKEN_TABLE).split()
         expected = injection.scan_in_python(stream, detector._trigger_words, MARK)
-        assert _fastscore.scan(stream, detector._trigger_words, MARK) == expected
+        assert _fastscore.scan(stream, _fastscore.Words(detector._trigger_words), MARK) == expected
+    # Words the flat table cannot hold (other scripts, more than 27 bytes) are found too.
+    words = frozenset({"alpha", "дом", "x" * 27, "y" * 28, "naïve"})
+    stream = ["alpha", "дом", MARK, "x" * 27, "y" * 28, "naïve", "beta", "alph", "y" * 27]
+    expected = injection.scan_in_python(stream, words, MARK)
+    assert sorted(expected[2][0]) == sorted(words)
+    assert _fastscore.scan(stream, _fastscore.Words(words), MARK) == expected
 
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
