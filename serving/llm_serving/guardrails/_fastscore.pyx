@@ -1,11 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled inner loops of the prompt-injection scorers.
 
-`vocabulary_logit` is `learned.Model.text_logit`, over the model's per-word values
-packed into flat tables (`Vocabulary`), and `best` is `injection.SimilarityIndex.best`
-over the same Python data structures the plain-Python version uses. Each addition
-happens in the same order as in the plain-Python versions, so the results are equal
-to the last bit; unit tests hold the two paths equal on every evaluation prompt. The package falls back to the plain-Python versions when this
+`prepare_ascii` and `scan` are the normalisation and the token scan, `gate` picks the
+rules whose trigger words meet, `vocabulary_logit` is `learned.Model.text_logit` and
+`best` is `injection.SimilarityIndex.best`. The last two read the per-word weights
+from flat open-addressing tables (`Vocabulary`, `Features`; the trigger words are in
+`Words`) with one slot of 64 bytes, one cache line, per word, because a dictionary
+lookup and the objects behind it touch several lines and a core that has just been
+idle finds none of them cached. Each addition happens in the same order as in the
+plain-Python versions, so the results are equal to the last bit; unit tests hold the
+two paths equal. The package falls back to the plain-Python versions when this
 module was not built (no C compiler at install time).
 """
 
@@ -121,7 +125,8 @@ cdef inline void* _lookup(void* slots, size_t size, uint64_t mask, str word):
 
 
 cdef void* _slots(Py_ssize_t capacity, size_t size):
-    """Zeroed room for `capacity` slots of `size` (64) bytes, each on a cache line of its own."""
+    """Zeroed room for `capacity` slots of `size` bytes, from a cache-line boundary on
+    (so that 64-byte slots each sit on one line)."""
     cdef void* room = aligned_alloc(64, capacity * size)
     if room is not NULL:
         memset(room, 0, capacity * size)
