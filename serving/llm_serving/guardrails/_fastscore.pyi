@@ -7,6 +7,10 @@ class Vocabulary:
         self,
         words: dict[str, tuple[float, float, int, int]],
         pairs: dict[tuple[int, int], float],
+        grams: dict[str, float],
+        smallest: int,
+        largest: int,
+        chars: int,
         remember: int,
     ) -> None: ...
 

@@ -55,6 +55,10 @@ ctypedef struct _Word:
     int32_t char_count
     int32_t pair_id  # the glossed word's number among the words of the bigrams, or -1
 
+ctypedef struct _Gram:
+    _Key key
+    double weight
+
 ctypedef struct _Pair:
     uint64_t key  # ((first + 1) << 32) | (second + 1); 0: an empty slot
     double weight
@@ -105,16 +109,18 @@ cdef void* _claim(void* slots, size_t size, uint64_t mask, str word):
 
 cdef inline void* _lookup(void* slots, size_t size, uint64_t mask, str word):
     """The slot holding `word`, or NULL (also when the word does not fit a slot)."""
-    cdef const unsigned char* data
-    cdef Py_ssize_t length
-    cdef uint64_t hashed, position
-    cdef _Key* slot
     if not _fits(word):
         return NULL
-    data = PyUnicode_1BYTE_DATA(word)
-    length = PyUnicode_GET_LENGTH(word)
-    hashed = _fnv(data, length)
-    position = hashed & mask
+    return _lookup_bytes(slots, size, mask, PyUnicode_1BYTE_DATA(word), PyUnicode_GET_LENGTH(word))
+
+
+cdef inline void* _lookup_bytes(
+    void* slots, size_t size, uint64_t mask, const unsigned char* data, Py_ssize_t length
+):
+    """The slot holding the word of these one-byte characters, or NULL."""
+    cdef uint64_t hashed = _fnv(data, length)
+    cdef uint64_t position = hashed & mask
+    cdef _Key* slot
     while True:
         slot = <_Key*>(<char*>slots + position * size)
         if slot.hash == 0:
@@ -146,12 +152,16 @@ cdef class Vocabulary:
     `words` maps a word (a token of the model) to (unigram weight, summed
     character-gram weight, character-gram count, pair id), the same values the model's
     token entries hold, with pair id the glossed word's number among the words of the
-    bigrams (-1 if it starts or ends none). `pairs` maps (first pair id, second pair
-    id) to the bigram weight. A word is found with one probe that usually reads one
-    cache line, where the dictionaries take several. Words that do not fit a slot
-    (longer than 27 bytes, or not one byte per character) are left out, and the
-    caller's fallback answers for them; other words the fallback answered for are
-    remembered, up to `remember` of them at a time.
+    bigrams (-1 if it starts or ends none); it must hold every word the model has a
+    unigram, gloss or bigram for. `pairs` maps (first pair id, second pair id) to the
+    bigram weight, and `grams` a character n-gram to its weight; `smallest`,
+    `largest` and `chars` are the n-gram sizes and the characters of a word they are
+    taken from (see `learned.char_grams`). A word is found with one probe that
+    usually reads one cache line, where the dictionaries take several. A word the
+    table lacks has no unigram or bigram weight, so its values come from its
+    character n-grams alone; they are worked out here and remembered, up to
+    `remember` words at a time. Words that do not fit a slot (longer than 27 bytes, or
+    not one byte per character) are left to the caller's fallback.
     """
 
     cdef _Word* slots
@@ -161,15 +171,33 @@ cdef class Vocabulary:
     cdef Py_ssize_t remembered, limit
     cdef _Pair* pair_slots
     cdef uint64_t pair_mask
+    cdef _Gram* grams
+    cdef uint64_t gram_mask
+    cdef Py_ssize_t smallest, largest, chars
 
-    def __cinit__(self, dict words, dict pairs, Py_ssize_t remember):
+    def __cinit__(
+        self, dict words, dict pairs, dict grams, Py_ssize_t smallest, Py_ssize_t largest,
+        Py_ssize_t chars, Py_ssize_t remember,
+    ):
         cdef Py_ssize_t capacity = _capacity(len(words) + remember)
         cdef uint64_t position, key
+        if not 0 < smallest <= largest or chars + 2 > KEY_BYTES:
+            raise ValueError("character n-grams of these sizes do not fit a slot")
         self.slots = <_Word*>_slots(capacity, sizeof(_Word))
         self.seed = <_Word*>_slots(capacity, sizeof(_Word))
         self.pair_slots = <_Pair*>calloc(_capacity(len(pairs)), sizeof(_Pair))
-        if not self.slots or not self.seed or not self.pair_slots:
+        self.grams = <_Gram*>_slots(_capacity(len(grams)), sizeof(_Gram))
+        if not self.slots or not self.seed or not self.pair_slots or not self.grams:
             raise MemoryError()
+        self.gram_mask = _capacity(len(grams)) - 1
+        self.smallest = smallest
+        self.largest = largest
+        self.chars = chars
+        cdef _Gram* slot
+        for gram, weight in grams.items():
+            if _fits(gram):
+                slot = <_Gram*>_claim(self.grams, sizeof(_Gram), self.gram_mask, gram)
+                slot.weight = <double>weight
         self.capacity = capacity
         self.mask = capacity - 1
         self.limit = remember
@@ -190,6 +218,7 @@ cdef class Vocabulary:
         free(self.slots)
         free(self.seed)
         free(self.pair_slots)
+        free(self.grams)
 
     cdef bint put(self, str word, tuple values):
         """Hold `word` with (unigram, char sum, char count, pair id); False if it cannot."""
@@ -203,20 +232,51 @@ cdef class Vocabulary:
         slot.pair_id = <int32_t>values[3]
         return True
 
-    cdef void remember(self, str word, tuple values):
-        """Hold a word the caller's fallback answered for, so the next time costs a probe.
+    cdef _Word* learn(self, str word):
+        """The slot of a word that fits but is not held: its values from its character
+        n-grams (summed in `learned.char_grams` order), remembered for the next time.
 
-        At most `remember` (the constructor's argument) such words; then the table
-        goes back to the words it was built with.
+        At most `remember` (the constructor's argument) such words are held; then the
+        table goes back to the words it was built with.
         """
+        cdef unsigned char text[KEY_BYTES]
+        cdef Py_ssize_t length = PyUnicode_GET_LENGTH(word), size, n, i
+        cdef double total = 0.0
+        cdef int32_t count = 0
+        cdef _Gram* gram
+        cdef _Word* slot
+        if length > self.chars:
+            length = self.chars
+        text[0] = 60  # "<"
+        memcpy(&text[1], PyUnicode_1BYTE_DATA(word), length)
+        text[length + 1] = 62  # ">"
+        size = length + 2
+        for n in range(self.smallest, self.largest + 1):
+            for i in range(size - n + 1):
+                gram = <_Gram*>_lookup_bytes(self.grams, sizeof(_Gram), self.gram_mask, &text[i], n)
+                if gram is not NULL:
+                    total += gram.weight
+                else:
+                    total += 0.0
+                count += 1
         if self.remembered >= self.limit:
             memcpy(self.slots, self.seed, self.capacity * sizeof(_Word))
             self.remembered = 0
-        if self.put(word, values):
-            self.remembered += 1
+        self.remembered += 1
+        slot = <_Word*>_claim(self.slots, sizeof(_Word), self.mask, word)
+        slot.unigram = 0.0
+        slot.char_sum = total
+        slot.char_count = count
+        slot.pair_id = -1
+        return slot
 
     cdef inline _Word* find(self, str word):
-        return <_Word*>_lookup(self.slots, sizeof(_Word), self.mask, word)
+        """The word's slot, learned if need be; NULL for a word that does not fit a slot."""
+        cdef _Word* slot
+        if not _fits(word):
+            return NULL
+        slot = <_Word*>_lookup(self.slots, sizeof(_Word), self.mask, word)
+        return slot if slot is not NULL else self.learn(word)
 
     cdef inline bint pair(self, int32_t first, int32_t second, double* weight):
         cdef uint64_t key = _pair_key(first, second)
@@ -270,7 +330,6 @@ def vocabulary_logit(
                 pair_ids[i] = slot.pair_id
             else:
                 values = <tuple>fallback(words[i])
-                vocabulary.remember(<str>words[i], values)
                 unigrams[i] = <double>values[0]
                 char_sums[i] = <double>values[1]
                 char_counts[i] = <int64_t>values[2]

@@ -33,9 +33,11 @@ prompt. The window logit minus the shipped offset goes through a sigmoid: the re
 is in 0..1, and 0.5 is the operating point chosen by cross-validation. Per-token work
 (gloss, unigram weight, character-gram sum) is cached by token, so a typical prompt
 costs one dictionary lookup per token, and long texts add prefix sums over the tokens.
-With the compiled module the values of the words the model knows, and its bigram
-weights, sit in flat tables (`_fastscore.Vocabulary`): one probe, usually one cache
-line, per word, which matters most on a core whose caches went cold while it idled.
+With the compiled module the values of the words the model knows, its bigram weights
+and its character n-gram weights sit in flat tables (`_fastscore.Vocabulary`): one
+probe, usually one cache line, per word, which matters most on a core whose caches
+went cold while it idled. A word the model does not know gets its n-gram sum there
+too, and is remembered for the next time.
 
 The model reads the rules' and the corpus' verdicts, so changing `rules`, the corpus
 or the features here changes what it was trained on: a unit test retrains from the
@@ -357,7 +359,15 @@ class Model:
         self._vocabulary: _fastscore.Vocabulary | None = None
         if _fastscore is not None:
             words = {token: self._values(entry) for token, entry in self._seed.items()}
-            self._vocabulary = _fastscore.Vocabulary(words, pairs, _COMPILED_CACHE_LIMIT)
+            self._vocabulary = _fastscore.Vocabulary(
+                words,
+                pairs,
+                self.chars,
+                CHAR_MIN,
+                CHAR_MAX,
+                CHAR_WORD_CHARS,
+                _COMPILED_CACHE_LIMIT,
+            )
 
     # ------------------------------------------------------------------ persistence
 

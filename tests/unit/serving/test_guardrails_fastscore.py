@@ -136,7 +136,7 @@ def _vocabulary_words(model: learned.Model) -> list[str]:
     other_scripts = [word for word in learned.GLOSS if not word.isascii()][:20]
     pair_words = [word for key in list(model.bigrams)[:40] for word in key.split(" ")]
     long_words = ["x" * 27, "y" * 28, "supercalifragilisticexpialidocious"]
-    return glossed + other_scripts + pair_words + long_words + ["zzqv", "12345", "é"]
+    return glossed + other_scripts + pair_words + long_words + ["zzqv", "12345", "é", "naïveté"]
 
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
