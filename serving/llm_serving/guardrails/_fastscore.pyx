@@ -432,6 +432,7 @@ cdef class Features:
     cdef dict other_ids
     cdef double oov_norm2
     cdef double unknown_norm2
+    cdef Py_ssize_t width  # one more than the highest exemplar a row names
 
     def __cinit__(self, dict words, dict pairs, double oov_norm2, double unknown_norm2):
         cdef Py_ssize_t capacity = _capacity(len(words)), pair_capacity = _capacity(len(pairs))
@@ -465,8 +466,7 @@ cdef class Features:
                 raise ValueError("word ids must number the words from 0")
             start = <int32_t>used
             for exemplar, contribution in row:
-                self.exemplars[used] = <int32_t>exemplar
-                self.contributions[used] = <double>contribution
+                self._cell(used, exemplar, contribution)
                 used += 1
             self.id_norm2[identity] = <double>norm2
             self.id_start[identity] = start
@@ -487,13 +487,20 @@ cdef class Features:
             )
             start = <int32_t>used
             for exemplar, contribution in row:
-                self.exemplars[used] = <int32_t>exemplar
-                self.contributions[used] = <double>contribution
+                self._cell(used, exemplar, contribution)
                 used += 1
             self.pair_slots[position].key = key
             self.pair_slots[position].norm2 = <double>norm2
             self.pair_slots[position].start = start
             self.pair_slots[position].count = <int32_t>(used - start)
+
+    cdef void _cell(self, Py_ssize_t used, object exemplar, object contribution) except *:
+        if exemplar < 0:
+            raise ValueError("exemplar numbers must not be negative")
+        self.exemplars[used] = <int32_t>exemplar
+        self.contributions[used] = <double>contribution
+        if exemplar >= self.width:
+            self.width = exemplar + 1
 
     def __dealloc__(self):
         free(self.slots)
@@ -564,6 +571,8 @@ def best(
     current block and one for the previous, so memory does not grow with the text.
     """
     cdef Py_ssize_t total = len(tokens), position, block, first, last, blocks, size, exemplar
+    if exemplars < features.width:
+        raise ValueError(f"the rows name {features.width} exemplars, not {exemplars}")
     if total == 0 or exemplars == 0:
         return 0.0
     # Per position: the word's squared weight and row, and those of the pair ending there.
@@ -733,6 +742,8 @@ def gate(dict word_groups, list rule_groups, list block_masks):
     cdef dict masks
     cdef list result = [], wheres
     for first, count in rule_groups:
+        if first < 0 or count < 0:
+            raise ValueError("rule groups must be (first, count) with neither negative")
         if first + count > groups:
             groups = first + count
     if groups == 0 or blocks == 0:
@@ -749,6 +760,8 @@ def gate(dict word_groups, list rule_groups, list block_masks):
                     continue
                 bits = <uint64_t>value
                 for group in <tuple>found:
+                    if not 0 <= group < groups:
+                        raise ValueError(f"group {group} of {word!r} is not a rule's group")
                     table[block * groups + group] |= bits
         for rule in range(len(rule_groups)):
             first, count = rule_groups[rule]

@@ -194,3 +194,15 @@ def test_verdicts_are_the_same_without_the_extension(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(learned, "_fastscore", None)
     assert not injection.compiled()
     assert [detector.score(text) for text in TEXTS] == compiled
+
+
+@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+def test_inconsistent_tables_are_refused_rather_than_written_past() -> None:
+    with pytest.raises(ValueError, match="not a rule's group"):
+        _fastscore.gate({"ignore": (5,)}, [(0, 1)], [{"ignore": 1}])
+    with pytest.raises(ValueError, match="neither negative"):
+        _fastscore.gate({"ignore": (0,)}, [(-1, 2)], [{"ignore": 1}])
+    features = _fastscore.Features({"ignore": (0, 1.0, ((3, 0.5),))}, {}, 1.0, 1.0)
+    with pytest.raises(ValueError, match="name 4 exemplars"):
+        _fastscore.best(["ignore"], features, 32, 16, 2)
+    assert _fastscore.best(["ignore"], features, 32, 16, 4) == 0.5
