@@ -108,9 +108,7 @@ cdef void* _claim(void* slots, size_t size, uint64_t mask, str word):
 
 
 cdef inline void* _lookup(void* slots, size_t size, uint64_t mask, str word):
-    """The slot holding `word`, or NULL (also when the word does not fit a slot)."""
-    if not _fits(word):
-        return NULL
+    """The slot holding `word`, or NULL (the caller checked `_fits`, as for `_claim`)."""
     return _lookup_bytes(slots, size, mask, PyUnicode_1BYTE_DATA(word), PyUnicode_GET_LENGTH(word))
 
 
