@@ -29,13 +29,6 @@ def error_body(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def error_bytes(
-    message: str, type_: str, code: str | None = None, param: str | None = None
-) -> bytes:
-    """The OpenAI error document, serialised."""
-    return fastjson.dumps(error_body(message, type_, code, param))
-
-
 class GatewayError(Exception):
     """A request the gateway answers with an OpenAI-style error instead of forwarding it."""
 

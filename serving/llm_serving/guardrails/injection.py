@@ -236,11 +236,6 @@ def _mark_sentences(text: str) -> str:
     )
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of normalised text, split as `_mark_sentences` marks them."""
-    return _mark_sentences(text).split(_SENTENCE_MARK)
-
-
 # --------------------------------------------------------------------------- similarity
 
 FloatArray = npt.NDArray[np.float32]
