@@ -410,8 +410,8 @@ def _spinners(*cores: int) -> Iterator[dict[str, int]]:
     Yields {core: pid}; the load generator continues a loop (SIGCONT) to keep its
     core from halting and stops it again (SIGSTOP). A running loop gets the core only
     when nothing else wants it, so it takes no time from the processes measured; what
-    it removes is the cost of waking a halted vCPU, which on this kind of VM
-    (``haltpoll.guest_halt_poll_ns=0``: no polling before a halt) is large.
+    it removes is the cost of waking a halted vCPU (this VM polls for no time before
+    it halts one: ``haltpoll.guest_halt_poll_ns=0``).
     """
     code = (
         "import os\n"
@@ -423,6 +423,7 @@ def _spinners(*cores: int) -> Iterator[dict[str, int]]:
         for core in cores
     }
     try:
+        time.sleep(0.3)  # each loop is at idle priority before it is first stopped
         for process in processes.values():
             process.send_signal(signal.SIGSTOP)
         yield {core: process.pid for core, process in processes.items()}
