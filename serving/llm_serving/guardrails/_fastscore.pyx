@@ -111,14 +111,18 @@ cdef void* _claim(void* slots, size_t size, uint64_t mask, str word):
     return slot
 
 
-cdef inline void* _lookup(void* slots, size_t size, uint64_t mask, str word):
-    """The slot holding `word`, or NULL (the caller checked `_fits`, as for `_claim`)."""
-    return _lookup_bytes(slots, size, mask, PyUnicode_1BYTE_DATA(word), PyUnicode_GET_LENGTH(word))
-
-
-cdef inline uint64_t _hash(str word):
-    """The hash a table files `word` under (the caller checked `_fits`)."""
+cdef inline uint64_t _slot_hash(str word):
+    """The hash a table files `word` under, or 0 for a word that does not fit a slot."""
+    if not _fits(word):
+        return 0
     return _fnv(PyUnicode_1BYTE_DATA(word), PyUnicode_GET_LENGTH(word))
+
+
+cdef inline void* _lookup(void* slots, size_t size, uint64_t mask, str word, uint64_t hashed):
+    """The slot holding `word`, whose `_slot_hash` is `hashed` (not 0), or NULL."""
+    return _lookup_bytes(
+        slots, size, mask, PyUnicode_1BYTE_DATA(word), PyUnicode_GET_LENGTH(word), hashed
+    )
 
 
 cdef inline void _prefetch(void* slots, size_t size, uint64_t mask, uint64_t hashed):
@@ -132,17 +136,11 @@ cdef inline void _prefetch(void* slots, size_t size, uint64_t mask, uint64_t has
 
 
 cdef inline void* _lookup_bytes(
-    void* slots, size_t size, uint64_t mask, const unsigned char* data, Py_ssize_t length
-):
-    """The slot holding the word of these one-byte characters, or NULL."""
-    return _lookup_hashed(slots, size, mask, data, length, _fnv(data, length))
-
-
-cdef inline void* _lookup_hashed(
     void* slots, size_t size, uint64_t mask, const unsigned char* data, Py_ssize_t length,
     uint64_t hashed,
 ):
-    """`_lookup_bytes` with the hash already worked out."""
+    """The slot holding the word of these one-byte characters, whose `_fnv` is
+    `hashed`, or NULL."""
     cdef uint64_t position = hashed & mask
     cdef _Key* slot
     while True:
@@ -283,7 +281,7 @@ cdef class Vocabulary:
                 grams += 1
         for n in range(self.smallest, self.largest + 1):
             for i in range(size - n + 1):
-                gram = <_Gram*>_lookup_hashed(
+                gram = <_Gram*>_lookup_bytes(
                     self.grams, sizeof(_Gram), self.gram_mask, &text[i], n, hashes[count]
                 )
                 if gram is not NULL:
@@ -303,11 +301,8 @@ cdef class Vocabulary:
         return slot
 
     cdef inline _Word* find(self, str word, uint64_t hashed):
-        """The slot of a word that fits, found by its `_hash`, learned if need be."""
-        cdef _Word* slot = <_Word*>_lookup_hashed(
-            self.slots, sizeof(_Word), self.mask, PyUnicode_1BYTE_DATA(word),
-            PyUnicode_GET_LENGTH(word), hashed,
-        )
+        """The slot of a word that fits, found by its `_slot_hash`, learned if need be."""
+        cdef _Word* slot = <_Word*>_lookup(self.slots, sizeof(_Word), self.mask, word, hashed)
         return slot if slot is not NULL else self.learn(word)
 
     cdef inline void prefetch_pair(self, int32_t first, int32_t second):
@@ -361,7 +356,7 @@ def vocabulary_logit(
         # Three passes, each starting its loads before it needs them (see `_prefetch`):
         # hash the words, look them up, then look up the pairs their ids make.
         for i in range(count):
-            hashes[i] = _hash(<str>words[i]) if _fits(<str>words[i]) else 0  # 0: no slot
+            hashes[i] = _slot_hash(<str>words[i])
             if hashes[i]:
                 _prefetch(vocabulary.slots, sizeof(_Word), vocabulary.mask, hashes[i])
         for i in range(count):
@@ -564,15 +559,12 @@ cdef class Features:
         self, str word, uint64_t hashed, double* norm2, int32_t* start, int32_t* count
     ):
         """The word's id (-1 if unknown), with its squared weight and row; `hashed` is
-        the word's `_hash`, or 0 for a word that does not fit a slot."""
+        the word's `_slot_hash` (0 for a word that does not fit a slot)."""
         cdef _Feature* slot
         cdef PyObject* found
         cdef int32_t identity
         if hashed:
-            slot = <_Feature*>_lookup_hashed(
-                self.slots, sizeof(_Feature), self.mask, PyUnicode_1BYTE_DATA(word),
-                PyUnicode_GET_LENGTH(word), hashed,
-            )
+            slot = <_Feature*>_lookup(self.slots, sizeof(_Feature), self.mask, word, hashed)
             if slot is not NULL:
                 norm2[0] = slot.norm2
                 start[0] = slot.start
@@ -656,7 +648,6 @@ def best(
     cdef double previous_norm2 = 0.0, current_norm2, position_norm2, top, norm, value
     cdef double result = 0.0
     cdef bint previous_any = False, current_any
-    cdef str token
     try:
         if (not norm2 or not starts or not pair_norm2 or not ids or not previous or not current
                 or not hashes):
@@ -667,8 +658,7 @@ def best(
         # Each pass starts the loads the next one needs (see `_prefetch`): hash the
         # words, look them up, look up the pairs, then add the rows.
         for position in range(total):
-            token = <str>tokens[position]
-            hashes[position] = _hash(token) if _fits(token) else 0  # 0: no slot
+            hashes[position] = _slot_hash(<str>tokens[position])
             if hashes[position]:
                 _prefetch(features.slots, sizeof(_Feature), features.mask, hashes[position])
         for position in range(total):
@@ -768,8 +758,9 @@ cdef class Words:
         free(self.slots)
 
     cdef inline bint contains(self, str word):
-        if _fits(word):
-            return _lookup(self.slots, sizeof(_Key), self.mask, word) is not NULL
+        cdef uint64_t hashed = _slot_hash(word)
+        if hashed:
+            return _lookup(self.slots, sizeof(_Key), self.mask, word, hashed) is not NULL
         return word in self.others
 
 
