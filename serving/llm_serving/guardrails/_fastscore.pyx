@@ -1,11 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled inner loops of the prompt-injection scorers.
 
-`prepare_ascii` and `scan` are the normalisation and the token scan, `gate` picks the
-rules whose trigger words meet, `vocabulary_logit` is `learned.Model.text_logit` and
+`prepare_ascii` is the normalisation, `scan` the token scan that also picks the rules
+whose trigger words meet, `vocabulary_logit` is `learned.Model.text_logit` and
 `best` is `injection.SimilarityIndex.best`. The last two read the per-word weights
 from flat open-addressing tables (`Vocabulary`, `Features`; the trigger words are in
-`Words`) with one slot of 64 bytes, one cache line, per word, because a dictionary
+`Triggers`) with one slot of 64 bytes, one cache line, per word, because a dictionary
 lookup and the objects behind it touch several lines and a core that has just been
 idle finds none of them cached; the lookups of a prompt's words start all their
 loads first (`_prefetch`), so that the waits for memory overlap. Each addition
@@ -30,6 +30,7 @@ cdef extern from "stdlib.h":
 
 cdef extern from *:
     void __builtin_prefetch(const void* address)
+    int __builtin_ctzll(unsigned long long value)
 
 
 cdef double _window_value(
@@ -732,112 +733,123 @@ def best(
         free(hashes)
 
 
-cdef class Words:
-    """A set of words in a flat open-addressing table (`contains` is one probe).
+ctypedef struct _Trigger:
+    # A trigger word and where its rule groups' numbers start in `Triggers.numbers`.
+    _Key key
+    int32_t first
+    int32_t count
 
-    Words that do not fit a slot (more than 27 bytes, or not one byte per
-    character) are kept in a frozenset instead.
+
+cdef class Triggers:
+    """The rules' trigger words in a flat open-addressing table, each with the numbers
+    of the trigger groups that hold it (one probe per token of a prompt).
+
+    `word_groups` maps a trigger word to the numbers of its groups, the groups
+    numbered rule by rule; `rule_groups` holds per rule (first group, group count).
+    Words that do not fit a slot (more than 27 bytes, or not one byte per character)
+    are kept in a dict instead.
     """
 
-    cdef _Key* slots
+    cdef _Trigger* slots
     cdef uint64_t mask
-    cdef frozenset others
+    cdef int32_t* numbers
+    cdef dict others
+    cdef list rule_groups
+    cdef Py_ssize_t groups
 
-    def __cinit__(self, frozenset words):
-        cdef Py_ssize_t capacity = _capacity(len(words))
-        self.slots = <_Key*>_slots(capacity, sizeof(_Key))
-        if not self.slots:
+    def __cinit__(self, dict word_groups, list rule_groups):
+        cdef Py_ssize_t first, count, total = 0, group
+        cdef _Trigger* slot
+        self.groups = 0
+        for first, count in rule_groups:
+            if first < 0 or count < 0:
+                raise ValueError("rule groups must be (first, count) with neither negative")
+            if first + count > self.groups:
+                self.groups = first + count
+        self.rule_groups = [(first, count) for first, count in rule_groups]
+        for word, numbers in word_groups.items():
+            for group in numbers:
+                if not 0 <= group < self.groups:
+                    raise ValueError(f"group {group} of {word!r} is not a rule's group")
+            total += len(numbers)
+        cdef Py_ssize_t capacity = _capacity(len(word_groups))
+        self.slots = <_Trigger*>_slots(capacity, sizeof(_Trigger))
+        self.numbers = <int32_t*>malloc(max(total, 1) * sizeof(int32_t))
+        if not self.slots or not self.numbers:
             raise MemoryError()
         self.mask = capacity - 1
-        self.others = frozenset(word for word in words if not _fits(word))
-        for word in words:
-            if _fits(word):
-                _claim(self.slots, sizeof(_Key), self.mask, word)
+        self.others = {}
+        total = 0
+        for word, numbers in word_groups.items():
+            if not _fits(word):
+                self.others[word] = tuple(numbers)
+                continue
+            slot = <_Trigger*>_claim(self.slots, sizeof(_Trigger), self.mask, word)
+            slot.first = <int32_t>total
+            slot.count = <int32_t>len(numbers)
+            for group in numbers:
+                self.numbers[total] = <int32_t>group
+                total += 1
 
     def __dealloc__(self):
         free(self.slots)
-
-    cdef inline bint contains(self, str word):
-        cdef uint64_t hashed = _slot_hash(word)
-        if hashed:
-            return _lookup(self.slots, sizeof(_Key), self.mask, word, hashed) is not NULL
-        return word in self.others
+        free(self.numbers)
 
 
-def scan(list stream, Words trigger_words, str mark):
-    """One pass over the rule tokens of a prompt (see `injection.scan_in_python`).
+def scan(list stream, Triggers triggers, str mark):
+    """One pass over the rule tokens of a prompt, and the rules whose trigger groups meet.
 
-    Returns the words without sentence marks, the longest token's length, and per
-    block of 64 sentences a dict from each trigger word present to the bit set of the
-    sentences holding it.
+    `stream` is the rule tokens of the marked text, `mark` standing for a sentence
+    boundary. Returns the words without sentence marks, the longest token's length,
+    the number of blocks of 64 sentences, and [(rule number, [bits per block of the
+    sentences that hold a word of every one of its groups]), ...] in rule order, for
+    the rules with at least one group, every group met somewhere in the prompt. The
+    plain-Python version and reference is `injection.gate_in_python` over
+    `injection.scan_in_python`; this one ORs each trigger token's sentence bit straight
+    into its groups, with no dict per block.
     """
-    cdef list tokens = []
-    cdef dict masks = {}
-    cdef list block_masks = [masks]
-    cdef Py_ssize_t longest = 0, length, number = 0
-    cdef unsigned long long bit
+    cdef Py_ssize_t groups = triggers.groups, capacity = len(stream) // 64 + 1
+    cdef Py_ssize_t longest = 0, length, number = 0, block = 0, blocks, k, j, rule, first, count
+    cdef uint64_t bit, seen, where, hashed
+    cdef uint64_t* row
+    cdef _Trigger* slot
     cdef PyObject* found
     cdef str token
-    for token in stream:
-        length = len(token)
-        if length > longest:
-            longest = length
-        if token == mark:
-            number += 1
-            if number == 64:
-                number = 0
-                masks = {}
-                block_masks.append(masks)
-            continue
-        tokens.append(token)
-        if trigger_words.contains(token):
-            bit = (<unsigned long long>1) << number
-            found = PyDict_GetItem(masks, token)
-            if found is not NULL:
-                bit |= <unsigned long long><object>found
-            masks[token] = bit
-    return tokens, longest, block_masks
-
-
-def gate(dict word_groups, list rule_groups, list block_masks):
-    """Rules whose trigger groups all occur, with the sentences holding all of them.
-
-    See `injection.gate_in_python`, the plain-Python version and reference:
-    `word_groups` maps a trigger word to the numbers of the groups that hold it
-    (groups numbered rule by rule), `rule_groups` holds per rule (first group, group
-    count), and `block_masks` is the scan's per-block dict from trigger word to
-    sentence bits. Returns [(rule number, [sentence bits per block]), ...] in rule
-    order, for the rules with at least one group, every group met somewhere.
-    """
-    cdef Py_ssize_t groups = 0, blocks = len(block_masks), block, group, rule, first, count, j
-    cdef uint64_t bits, where, seen
-    cdef PyObject* found
-    cdef dict masks
-    cdef list result = [], wheres
-    for first, count in rule_groups:
-        if first < 0 or count < 0:
-            raise ValueError("rule groups must be (first, count) with neither negative")
-        if first + count > groups:
-            groups = first + count
-    if groups == 0 or blocks == 0:
-        return result
-    cdef uint64_t* table = <uint64_t*>calloc(groups * blocks, sizeof(uint64_t))
+    cdef list tokens = [], met = [], wheres
+    cdef uint64_t* table = <uint64_t*>calloc(max(groups * capacity, 1), sizeof(uint64_t))
     if not table:
         raise MemoryError()
     try:
-        for block in range(blocks):
-            masks = <dict>block_masks[block]
-            for word, value in masks.items():
-                found = PyDict_GetItem(word_groups, word)
-                if found is NULL:
-                    continue
-                bits = <uint64_t>value
-                for group in <tuple>found:
-                    if not 0 <= group < groups:
-                        raise ValueError(f"group {group} of {word!r} is not a rule's group")
-                    table[block * groups + group] |= bits
-        for rule in range(len(rule_groups)):
-            first, count = rule_groups[rule]
+        row = table
+        for token in stream:
+            length = PyUnicode_GET_LENGTH(token)
+            if length > longest:
+                longest = length
+            if token == mark:
+                number += 1
+                if number == 64:
+                    number = 0
+                    block += 1
+                    row = table + block * groups
+                continue
+            tokens.append(token)
+            bit = (<uint64_t>1) << number
+            hashed = _slot_hash(token)
+            if hashed:
+                slot = <_Trigger*>_lookup(triggers.slots, sizeof(_Trigger), triggers.mask, token, hashed)
+                if slot is not NULL:
+                    for k in range(slot.first, slot.first + slot.count):
+                        row[triggers.numbers[k]] |= bit
+            else:
+                found = PyDict_GetItem(triggers.others, token)
+                if found is not NULL:
+                    for group in <tuple>found:
+                        row[<Py_ssize_t>group] |= bit
+        blocks = block + 1
+        if groups == 0:
+            return tokens, longest, blocks, met
+        for rule in range(len(triggers.rule_groups)):
+            first, count = triggers.rule_groups[rule]
             if count == 0:
                 continue
             for j in range(count):
@@ -853,8 +865,8 @@ def gate(dict word_groups, list rule_groups, list block_masks):
                     for j in range(count):
                         where &= table[block * groups + first + j]
                     wheres.append(where)
-                result.append((rule, wheres))
-        return result
+                met.append((rule, wheres))
+        return tokens, longest, blocks, met
     finally:
         free(table)
 
@@ -968,3 +980,63 @@ def prepare_ascii(str text, const unsigned char[:] fold, const unsigned char[:] 
     if start >= 0:
         stream.append(marked[start:length])
     return normalized, marked, stream, clean
+
+
+cdef class Needles:
+    """Which of up to 64 fixed ASCII strings (of at least 3 characters) occur in a text.
+
+    One pass over the text: per byte three table reads (a bit set of the needles each
+    byte can be the first, second and third character of) rule out almost every
+    position, and only the needles left are compared. `str.find` per needle costs a
+    pass each; the PII scan asks this of about thirty gate words per text.
+    """
+
+    cdef uint64_t table[3][256]
+    cdef bytes joined
+    cdef Py_ssize_t offsets[65]
+    cdef Py_ssize_t count
+
+    def __cinit__(self, tuple needles):
+        cdef Py_ssize_t index, position
+        cdef bytes raw
+        if len(needles) > 64:
+            raise ValueError("at most 64 needles")
+        memset(self.table, 0, sizeof(self.table))
+        self.count = len(needles)
+        parts = []
+        self.offsets[0] = 0
+        for index in range(self.count):
+            needle = needles[index]
+            if not isinstance(needle, str) or not needle.isascii() or len(needle) < 3:
+                raise ValueError(f"needle {needle!r} is not ASCII text of at least 3 characters")
+            raw = needle.encode("ascii")
+            for position in range(3):
+                self.table[position][raw[position]] |= (<uint64_t>1) << index
+            parts.append(raw)
+            self.offsets[index + 1] = self.offsets[index] + len(raw)
+        self.joined = b"".join(parts)
+
+    def found(self, str text):
+        """The bit set of the needles `text` holds (bit i: needle i), or -1 when `text`
+        is not stored one byte per character (the caller then asks `str`)."""
+        if PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND:
+            return -1
+        cdef const unsigned char* data = PyUnicode_1BYTE_DATA(text)
+        cdef const unsigned char* needle_bytes = self.joined
+        cdef Py_ssize_t size = PyUnicode_GET_LENGTH(text), i, index, length
+        cdef uint64_t result = 0, candidates, left
+        for i in range(size - 2):
+            candidates = (
+                self.table[0][data[i]] & self.table[1][data[i + 1]] & self.table[2][data[i + 2]]
+            ) & ~result
+            while candidates:
+                left = candidates & (candidates - 1)
+                index = __builtin_ctzll(candidates)
+                length = self.offsets[index + 1] - self.offsets[index]
+                if i + length <= size and memcmp(
+                    data + i, needle_bytes + self.offsets[index], length
+                ) == 0:
+                    result |= (<uint64_t>1) << index
+                candidates = left
+        return result
+

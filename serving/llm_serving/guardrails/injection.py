@@ -469,7 +469,6 @@ class Detector:
         self._trigger_words = frozenset().union(
             *(group for rule in rules.RULES for group in rule.need)
         )
-        self._triggers = None if _fastscore is None else _fastscore.Words(self._trigger_words)
         # The rules' trigger groups numbered rule by rule, and from each trigger word to
         # the groups that hold it (see `gate_in_python`).
         word_groups: dict[str, list[int]] = {}
@@ -482,6 +481,11 @@ class Detector:
                     word_groups.setdefault(word, []).append(number)
             first += len(rule.need)
         self._word_groups = {word: tuple(groups) for word, groups in word_groups.items()}
+        self._triggers = (
+            None
+            if _fastscore is None
+            else _fastscore.Triggers(self._word_groups, self._rule_groups)
+        )
         owners: dict[str, list[int]] = {}
         for number, rule in enumerate(rules.RULES):
             for sub in rule.substrings:
@@ -516,7 +520,7 @@ class Detector:
         if _fastscore is not None and text.isascii():
             prepared = _fastscore.prepare_ascii(text, _ASCII_FOLD, _ASCII_SEPARATORS)
         normalized, marked, stream, clean = prepared or prepare_in_python(text)
-        tokens, longest, block_masks = self._scan(stream)
+        tokens, longest, blocks, met = self._scan(stream)
         views = decoded_views(text, text.lower(), longest)
         model_text = normalized
         if views:
@@ -526,8 +530,8 @@ class Detector:
             normalized = normalized + "\n" + extra
             marked = marked + _SPACED_MARK + extra
             stream += [_SENTENCE_MARK, *extra.translate(rules.TOKEN_TABLE).split()]
-            tokens, _, block_masks = self._scan(stream)
-        fired = self._fire(normalized, marked, block_masks)
+            tokens, _, blocks, met = self._scan(stream)
+        fired = self._fire(normalized, marked, blocks, met)
         miss = 1.0
         for rule in fired:
             miss *= 1.0 - rule.weight
@@ -554,26 +558,31 @@ class Detector:
             learned.extra_features(names, heuristic, similarity_score),
         )
 
-    def _scan(self, stream: list[str]) -> tuple[list[str], int, list[dict[str, int]]]:
+    def _scan(self, stream: list[str]) -> tuple[list[str], int, int, list[tuple[int, list[int]]]]:
+        """Words, longest token, blocks of 64 sentences, and the rules whose trigger
+        groups meet with their sentences (see `_fastscore.scan`)."""
         if self._triggers is not None and _fastscore is not None:
             return _fastscore.scan(stream, self._triggers, _SENTENCE_MARK)
-        return scan_in_python(stream, self._trigger_words, _SENTENCE_MARK)
+        tokens, longest, block_masks = scan_in_python(stream, self._trigger_words, _SENTENCE_MARK)
+        met = gate_in_python(self._word_groups, self._rule_groups, block_masks)
+        return tokens, longest, len(block_masks), met
 
     def _fire(
         self,
         normalized: str,
         marked: str,
-        block_masks: list[dict[str, int]],
+        blocks: int,
+        met_rules: list[tuple[int, list[int]]],
     ) -> list[rules.Rule]:
         """Rules that match; each is tried only on sentences containing all its trigger groups.
 
         `marked` is the normalised text with sentence boundaries replaced by a marker;
-        `block_masks` is what `scan_in_python` finds in its tokens. A
-        rule runs when every one of its trigger groups occurs in the prompt, or when
-        one of its substrings does.
+        `met_rules` is what `_scan` finds in its tokens: the rules whose trigger
+        groups all occur, with per block of 64 sentences the bits of the sentences
+        that hold every group. A rule runs when every one of its trigger groups occurs
+        in the prompt, or when one of its substrings does.
         """
-        gate = _fastscore.gate if _fastscore is not None else gate_in_python
-        met = dict(gate(self._word_groups, self._rule_groups, block_masks))
+        met = dict(met_rules)
         candidates = set(met)
         starts = self._ascii_substring_starts if normalized.isascii() else self._substring_starts
         if any(start in normalized for start in starts):
@@ -592,7 +601,7 @@ class Detector:
             has_substring = bool(rule.substrings) and any(
                 sub in normalized for sub in rule.substrings
             )
-            wheres = met.get(number) or [0] * len(block_masks)
+            wheres = met.get(number) or [0] * blocks
             if self._rule_fires(rule, sentences, wheres, has_substring=has_substring):
                 fired.append(rule)
         return fired
@@ -640,7 +649,8 @@ def prepare_in_python(text: str) -> tuple[str, str, list[str], bool]:
 def scan_in_python(
     stream: list[str], trigger_words: frozenset[str], mark: str
 ) -> tuple[list[str], int, list[dict[str, int]]]:
-    """Words, longest token, and the trigger words' sentences (see `_fastscore.scan`).
+    """Words, longest token, and the trigger words' sentences (with `gate_in_python`,
+    the reference for `_fastscore.scan`).
 
     `stream` is the rule tokens of the marked text, `mark` standing for a sentence
     boundary. The last item holds, per block of 64 sentences, a dict from each trigger
@@ -675,7 +685,8 @@ def gate_in_python(
     group count, and `block_masks` is `scan_in_python`'s per-block dict from trigger
     word to sentence bits. Returns, in rule order, each rule that has groups and
     meets every one somewhere in the prompt, with per block the bits of the sentences
-    that meet all of them. The plain-Python version of `_fastscore.gate`.
+    that meet all of them. Over `scan_in_python`, the plain-Python version of
+    `_fastscore.scan`.
     """
     table: list[dict[int, int]] = []
     for masks in block_masks:

@@ -20,6 +20,11 @@ from collections.abc import Callable, Iterable, Iterator
 
 from llm_serving import policy
 
+try:
+    from llm_serving.guardrails import _fastscore
+except ImportError:  # built at install; the plain-Python scans are the fallback
+    _fastscore = None  # type: ignore[assignment]
+
 PLACEHOLDERS: dict[policy.PIIEntity, str] = {
     policy.PIIEntity.EMAIL: "[EMAIL]",
     policy.PIIEntity.PHONE: "[PHONE]",
@@ -141,7 +146,8 @@ _NANP = re.compile(
     r"[ .\-]?\d{3}[ .\-]\d{4}(?![\w\-]|\.\d)"
 )
 _INTL_PHONE = re.compile(r"\+(?<![\w+]\+)[1-9]\d{0,2}(?:[ .\-]?\(?\d{1,4}\)?){2,6}(?![\w\-]|\.\d)")
-_PHONE_KEYWORD = re.compile(r"phone|tel|mobile|cell|call|fax|whatsapp")
+_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "fax", "whatsapp")
+_PHONE_KEYWORD = re.compile("|".join(_PHONE_WORDS))
 _CONTEXT_PHONE = re.compile(
     r"\b[^\d\n]{0,16}?(\(?0\d{1,4}\)?(?:[ .\-]?\d{2,4}){2,4})(?![\w\-]|\.\d)"
 )
@@ -223,7 +229,12 @@ def _phones(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
 
 def _context_phones(text: str, lowered: str) -> Iterator[tuple[int, int]]:
     """National numbers (leading 0) right after a word such as phone, call or mobile."""
-    for keyword in _PHONE_KEYWORD.finditer(lowered):
+    present = _PHONE_GATES.present(lowered)
+    if not present:
+        return
+    # The regular expression steps through every character; it starts at the first word.
+    first = min(lowered.find(word) for word in present)
+    for keyword in _PHONE_KEYWORD.finditer(lowered, first):
         match = _CONTEXT_PHONE.match(text, keyword.end())
         if match is not None:
             digits = sum(char.isdigit() for char in match.group(1))
@@ -302,20 +313,40 @@ def _ipv6(text: str) -> Iterator[tuple[int, int]]:
 _FREQUENT = "etaoinsrhldcumfpgwybvkxjqz"
 
 
-def _guarded(gates: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    """(rarest character, gate) pairs: finding one character (memchr) costs far less than
-    finding a substring, and a gate cannot be present without its rarest character."""
+class _Gates:
+    """Which of some fixed strings (gates) occur in a text.
 
-    def rarity(char: str) -> int:
-        return _FREQUENT.find(char) if char in _FREQUENT else len(_FREQUENT)
+    Compiled (`_fastscore.Needles`), one pass over the text finds them all. The
+    plain-Python fallback finds each gate's rarest character first (memchr costs far
+    less than a substring search, and a gate cannot be present without it) and only
+    then the gate.
+    """
 
-    return tuple((max(gate, key=rarity), gate) for gate in gates)
+    def __init__(self, gates: Iterable[str]) -> None:
+        self.gates = tuple(gates)
+
+        def rarity(char: str) -> int:
+            return _FREQUENT.find(char) if char in _FREQUENT else len(_FREQUENT)
+
+        self._guarded = tuple((max(gate, key=rarity), gate) for gate in self.gates)
+        self._needles = None if _fastscore is None else _fastscore.Needles(self.gates)
+
+    def present(self, text: str) -> set[str]:
+        """The gates `text` holds."""
+        if self._needles is not None:
+            found = self._needles.found(text)
+            if found == 0:
+                return set()
+            if found > 0:
+                return {gate for bit, gate in enumerate(self.gates) if found >> bit & 1}
+        return {gate for char, gate in self._guarded if char in text and gate in text}
 
 
-_CASED_GATES = _guarded(
+_PHONE_GATES = _Gates(_PHONE_WORDS)
+_CASED_GATES = _Gates(
     gate for gates, insensitive, _p, _g in _CREDENTIALS if not insensitive for gate in gates
 )
-_LOWER_GATES = _guarded(
+_LOWER_GATES = _Gates(
     sorted(
         {gate for gates, insensitive, _p, _g in _CREDENTIALS if insensitive for gate in gates}
         | set(_ASSIGNMENT_GATES)
@@ -324,8 +355,8 @@ _LOWER_GATES = _guarded(
 
 
 def _credentials(text: str, lowered: str) -> Iterator[tuple[int, int]]:
-    cased = {gate for char, gate in _CASED_GATES if char in text and gate in text}
-    lower = {gate for char, gate in _LOWER_GATES if char in lowered and gate in lowered}
+    cased = _CASED_GATES.present(text)
+    lower = _LOWER_GATES.present(lowered)
     if not cased and not lower:
         return
     for gates, insensitive, pattern, group in _CREDENTIALS:

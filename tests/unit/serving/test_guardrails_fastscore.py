@@ -79,37 +79,39 @@ def test_ascii_preparation_equals_the_python_version() -> None:
     assert _prepare("Really?. Yes") is None
 
 
+def _scan_in_python(
+    stream: list[str], word_groups: dict[str, tuple[int, ...]], rule_groups: list[tuple[int, int]]
+) -> tuple[list[str], int, int, list[tuple[int, list[int]]]]:
+    words = frozenset(word_groups)
+    tokens, longest, block_masks = injection.scan_in_python(stream, words, MARK)
+    met = injection.gate_in_python(word_groups, rule_groups, block_masks)
+    return tokens, longest, len(block_masks), met
+
+
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
 def test_scan_equals_the_python_version() -> None:
     detector = injection.shared()
-    for text in TEXTS:
-        marked = injection._mark_sentences(injection.normalize(text))
-        stream = marked.translate(rules.TOKEN_TABLE).split()
-        expected = injection.scan_in_python(stream, detector._trigger_words, MARK)
-        assert _fastscore.scan(stream, _fastscore.Words(detector._trigger_words), MARK) == expected
-    # Words the flat table cannot hold (other scripts, more than 27 bytes) are found too.
-    words = frozenset({"alpha", "дом", "x" * 27, "y" * 28, "naïve"})
-    stream = ["alpha", "дом", MARK, "x" * 27, "y" * 28, "naïve", "beta", "alph", "y" * 27]
-    expected = injection.scan_in_python(stream, words, MARK)
-    assert sorted(expected[2][0]) == sorted(words)
-    assert _fastscore.scan(stream, _fastscore.Words(words), MARK) == expected
-
-
-@pytest.mark.skipif(_fastscore is None, reason="extension not built")
-def test_rule_gate_equals_the_python_version() -> None:
-    detector = injection.shared()
+    triggers = _fastscore.Triggers(detector._word_groups, detector._rule_groups)
     gated = 0
     for text in TEXTS:
         marked = injection._mark_sentences(injection.normalize(text))
         stream = marked.translate(rules.TOKEN_TABLE).split()
-        *_, block_masks = injection.scan_in_python(stream, detector._trigger_words, MARK)
-        expected = injection.gate_in_python(
-            detector._word_groups, detector._rule_groups, block_masks
-        )
-        compiled = _fastscore.gate(detector._word_groups, detector._rule_groups, block_masks)
-        assert compiled == expected
-        gated += len(expected)
+        expected = _scan_in_python(stream, detector._word_groups, detector._rule_groups)
+        assert _fastscore.scan(stream, triggers, MARK) == expected
+        gated += len(expected[3])
     assert gated > len(TEXTS)  # attacks meet several rules' groups each
+    # More than 64 sentences: the blocks of sentence bits.
+    long_stream = ["ignore", "previous", "instructions", MARK] * 150 + ["ignore"]
+    expected = _scan_in_python(long_stream, detector._word_groups, detector._rule_groups)
+    assert expected[2] == 3
+    assert _fastscore.scan(long_stream, triggers, MARK) == expected
+    # Words the flat table cannot hold (other scripts, more than 27 bytes) are found too.
+    word_groups = {"alpha": (0,), "дом": (1,), "x" * 27: (1, 2), "y" * 28: (2,), "naïve": (3,)}
+    rule_groups = [(0, 2), (2, 1), (3, 1), (4, 0)]
+    stream = ["alpha", "дом", MARK, "x" * 27, "y" * 28, "naïve", "beta", "alph", "y" * 27]
+    expected = _scan_in_python(stream, word_groups, rule_groups)
+    assert [rule for rule, _ in expected[3]] == [0, 1, 2]
+    assert _fastscore.scan(stream, _fastscore.Triggers(word_groups, rule_groups), MARK) == expected
 
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
@@ -199,9 +201,9 @@ def test_verdicts_are_the_same_without_the_extension(monkeypatch: pytest.MonkeyP
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
 def test_inconsistent_tables_are_refused_rather_than_written_past() -> None:
     with pytest.raises(ValueError, match="not a rule's group"):
-        _fastscore.gate({"ignore": (5,)}, [(0, 1)], [{"ignore": 1}])
+        _fastscore.Triggers({"ignore": (5,)}, [(0, 1)])
     with pytest.raises(ValueError, match="neither negative"):
-        _fastscore.gate({"ignore": (0,)}, [(-1, 2)], [{"ignore": 1}])
+        _fastscore.Triggers({"ignore": (0,)}, [(-1, 2)])
     features = _fastscore.Features({"ignore": (0, 1.0, ((3, 0.5),))}, {}, 1.0, 1.0)
     with pytest.raises(ValueError, match="name 4 exemplars"):
         _fastscore.best(["ignore"], features, 32, 16, 2)

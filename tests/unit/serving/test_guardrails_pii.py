@@ -180,3 +180,59 @@ def test_digit_bounds_only_narrow_the_scans(monkeypatch: pytest.MonkeyPatch) -> 
     )
     assert [detector.find(text) for text in texts] == narrowed
     assert any(narrowed)  # the pieces do hold entities
+
+
+def _gate_texts() -> list[str]:
+    """Texts made of gate words, their look-alikes and other scripts, cut anywhere."""
+    generator = random.Random(11)
+    gates = {
+        gate
+        for each in (pii._PHONE_GATES, pii._CASED_GATES, pii._LOWER_GATES)
+        for gate in each.gates
+    }
+    pieces = [
+        *gates, *(gate[:-1] for gate in gates), *(gate.upper() for gate in gates),
+        "whatsapphone", "hotel", "cellar", "passport", "api_ke", "AKI", "sk", "eyJ.",
+        "phone: 020 7946 0958", "password=hunter2", "tóken", "дом", "emoji 🙂", " ", "\n", "x",
+    ]  # fmt: skip
+    texts = ["", "a", "ab", "tel", "te", "ñtel", "дtel"]
+    for count in range(1, 10):
+        for _ in range(120):
+            text = "".join(generator.choice(pieces) for _ in range(count))
+            cut = generator.randrange(len(text) + 1)
+            texts += [text, text[:cut], text[cut:]]
+    return texts
+
+
+@pytest.mark.skipif(pii._fastscore is None, reason="extension not built")
+def test_compiled_gates_find_what_the_plain_scan_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = _gate_texts()
+    for gates in (pii._PHONE_GATES, pii._CASED_GATES, pii._LOWER_GATES):
+        compiled = [gates.present(text) for text in texts]
+        assert any(compiled)
+        assert not all(compiled)
+        monkeypatch.setattr(gates, "_needles", None)
+        assert [gates.present(text) for text in texts] == compiled
+        monkeypatch.undo()
+    # Whole detections too, with every gate on the plain-Python path.
+    detector = pii.PIIDetector(list(policy.PIIEntity))
+    spans = [detector.find(text) for text in texts]
+    assert any(spans)
+    for gates in (pii._PHONE_GATES, pii._CASED_GATES, pii._LOWER_GATES):
+        monkeypatch.setattr(gates, "_needles", None)
+    assert [detector.find(text) for text in texts] == spans
+
+
+@pytest.mark.skipif(pii._fastscore is None, reason="extension not built")
+def test_needles_refuse_what_they_cannot_search() -> None:
+    needles = pii._fastscore.Needles(("tel", "phone"))
+    assert needles.found("a phone, a hotel") == 0b11
+    assert needles.found("phon tel") == 0b01
+    assert needles.found("дом tel") == -1  # two bytes per character: the caller asks str
+    assert needles.found("ñ phone") == 0b10  # one byte per character, not ASCII
+    with pytest.raises(ValueError, match="at least 3 characters"):
+        pii._fastscore.Needles(("ab",))
+    with pytest.raises(ValueError, match="at least 3 characters"):
+        pii._fastscore.Needles(("tél",))
+    with pytest.raises(ValueError, match="at most 64"):
+        pii._fastscore.Needles(tuple(f"n{i:03d}" for i in range(65)))
