@@ -491,6 +491,13 @@ class Detector:
             for sub in rule.substrings:
                 owners.setdefault(sub, []).append(number)
         self._substring_owner = {sub: tuple(rules) for sub, rules in owners.items()}
+        # Rules that may run without a sentence holding all their groups: those counting
+        # matches over the whole text, and those a substring lets in (see `_fire`).
+        self._ungated = frozenset(
+            number
+            for number, rule in enumerate(rules.RULES)
+            if rule.min_matches > 1 or rule.substrings
+        )
         self._substrings = re.compile(
             "|".join(re.escape(sub) for sub in sorted(owners, key=len, reverse=True))
         )
@@ -583,7 +590,10 @@ class Detector:
         in the prompt, or when one of its substrings does.
         """
         met = dict(met_rules)
-        candidates = set(met)
+        # A rule tried on its sentences alone cannot match when no sentence holds all
+        # its groups (common words meet in a long prompt, but rarely in one sentence).
+        ungated = self._ungated
+        candidates = {number for number, wheres in met_rules if number in ungated or any(wheres)}
         starts = self._ascii_substring_starts if normalized.isascii() else self._substring_starts
         if any(start in normalized for start in starts):
             for found in self._substrings.findall(normalized):

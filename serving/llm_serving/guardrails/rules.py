@@ -238,7 +238,14 @@ _NEED: dict[str, tuple[str, ...]] = {
         _AI_W + " version persona alter ego entity mode "
         "character clone copy hacker twin intelligence",
     ),
-    "never_refuse": ("refuse refuses refusing refusal refusals never",),
+    "never_refuse": (
+        "refuse refuses refusing refusal refusals never",
+        "refuse refuses refusing refusal refusals decline deny say says remind",
+    ),
+    "dont_filter": (
+        "don do never need",
+        "filter censor moderate sanitize sanitise water soften",
+    ),
     "dont_mention_policies": (
         "mention mentioning bring cite refer talk",
         "policy policies rules restrictions guidelines limitations safety ethics warnings "
@@ -308,8 +315,8 @@ _NEED: dict[str, tuple[str, ...]] = {
         "message prompt override instructions instruction command directive",
     ),
     "end_of_input": (
-        "end close stop terminate ends begin start session ended",
-        "input message prompt instructions conversation context document turn session new ended",
+        "end close stop terminate ends begin start begins starts ended",
+        "input message prompt instructions conversation context document turn session",
     ),
     "privileges_granted": (
         "admin administrator root developer sudo god superuser elevated override safety filter "
@@ -715,7 +722,6 @@ RULES: tuple[Rule, ...] = (
         r"|\bnever\s+says?\s+['\"]?(?:no|i\s+can't|i\s+cannot|sorry|i'm\s+sorry)\b"
         r"|\bnot\s+allowed\s+to\s+refuse\b|\bcan'?t\s+refuse\s+(?:any|my|a)\s+(?:request|question)"
         r"|\brefuse\s+nothing\b|\bnever\s+(?:decline|deny)\b|\bnever\s+remind\s+me\b",
-        "refuse refuses refusing refusal refusals never",
     ),
     _rule(
         "dont_mention_policies",
@@ -961,7 +967,6 @@ RULES: tuple[Rule, ...] = (
         r"|\buser\s+input\s+ends\b|\b(?:begin|start)\s+(?:of\s+)?(?:the\s+)?new\s+(?:instructions"
         r"|prompt|session|system\s+prompt|conversation)\b|\b(?:new|unrestricted|fresh)\s+session"
         r"\s+(?:begins|starts)\b|\bprevious\s+conversation\s+has\s+ended\b",
-        "end close stop terminate ends begin start session ended",
     ),
     _rule(
         "privileges_granted",
@@ -1199,7 +1204,6 @@ RULES: tuple[Rule, ...] = (
         0.6,
         r"\b(?:don't|do\s+not|never|no\s+need\s+to)\s+(?:filter|censor|moderate|sanitize|sanitise"
         r"|water\s+down|soften)\s+(?:this|your|the|my|any)\b",
-        "don do never need",
     ),
     _rule(
         "without_restrictions",
