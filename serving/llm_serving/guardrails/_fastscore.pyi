@@ -1,6 +1,17 @@
 """Type stubs of the compiled scorer loops (`_fastscore.pyx`)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import overload
+
+class Tokens(Sequence[str]):
+    @property
+    def longest(self) -> int: ...
+    def __len__(self) -> int: ...
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def stream(self) -> list[str]: ...
 
 class Vocabulary:
     def __init__(
@@ -16,7 +27,7 @@ class Vocabulary:
 
 def vocabulary_logit(
     vocabulary: Vocabulary,
-    words: list[str],
+    words: Sequence[str],
     fallback: Callable[[str], tuple[float, float, int, int]],
     window: int,
     stride: int,
@@ -35,7 +46,7 @@ class Features:
     ) -> None: ...
 
 def best(
-    tokens: list[str],
+    tokens: Sequence[str],
     features: Features,
     window: int,
     stride: int,
@@ -48,14 +59,14 @@ class Triggers:
     ) -> None: ...
 
 def scan(
-    stream: list[str], triggers: Triggers, mark: str
-) -> tuple[list[str], int, int, list[tuple[int, list[int]]]]: ...
+    stream: list[str] | Tokens, triggers: Triggers, mark: str
+) -> tuple[list[str] | Tokens, int, int, list[tuple[int, list[int]]]]: ...
 def char_gram_sum(
     token: str, weights: dict[str, float], smallest: int, largest: int, chars: int
 ) -> tuple[float, int]: ...
 def prepare_ascii(
     text: str, fold: bytes, separators: bytes
-) -> tuple[str, str, list[str], bool] | None: ...
+) -> tuple[str, str, Tokens, bool] | None: ...
 
 class Needles:
     def __init__(self, needles: tuple[str, ...]) -> None: ...

@@ -102,8 +102,13 @@ cdef inline bint _fits(str word):
 cdef void* _claim(void* slots, size_t size, uint64_t mask, str word):
     """Write `word` into the first empty slot of its probe sequence and return that slot
     (the caller checked `_fits`; slots are `size` bytes and begin with a `_Key`)."""
-    cdef const unsigned char* data = PyUnicode_1BYTE_DATA(word)
-    cdef Py_ssize_t length = PyUnicode_GET_LENGTH(word)
+    return _claim_bytes(slots, size, mask, PyUnicode_1BYTE_DATA(word), PyUnicode_GET_LENGTH(word))
+
+
+cdef void* _claim_bytes(
+    void* slots, size_t size, uint64_t mask, const unsigned char* data, Py_ssize_t length
+):
+    """`_claim` for a word given as its bytes (at most `KEY_BYTES` of them)."""
     cdef uint64_t hashed = _fnv(data, length)
     cdef _Key* slot = <_Key*>(<char*>slots + _free_slot(slots, size, mask, hashed) * size)
     slot.hash = hashed
@@ -117,13 +122,6 @@ cdef inline uint64_t _slot_hash(str word):
     if not _fits(word):
         return 0
     return _fnv(PyUnicode_1BYTE_DATA(word), PyUnicode_GET_LENGTH(word))
-
-
-cdef inline void* _lookup(void* slots, size_t size, uint64_t mask, str word, uint64_t hashed):
-    """The slot holding `word`, whose `_slot_hash` is `hashed` (not 0), or NULL."""
-    return _lookup_bytes(
-        slots, size, mask, PyUnicode_1BYTE_DATA(word), PyUnicode_GET_LENGTH(word), hashed
-    )
 
 
 cdef inline void _prefetch(void* slots, size_t size, uint64_t mask, uint64_t hashed):
@@ -151,6 +149,118 @@ cdef inline void* _lookup_bytes(
         if slot.hash == hashed and slot.length == length and memcmp(slot.bytes, data, length) == 0:
             return slot
         position = (position + 1) & mask
+
+
+cdef class Tokens:
+    """The rule tokens of a text `prepare_ascii` prepared, without building a string per
+    token: each word as an offset into the marked text, with its length, its sentence
+    and its `_slot_hash`. Reads as a sequence of the words (sentence marks left out);
+    `stream()` gives them with the marks, as `str.split` would.
+    """
+
+    cdef str marked
+    cdef const unsigned char* base
+    cdef int32_t* starts
+    cdef int32_t* lengths
+    cdef int32_t* sentences  # the number of marks before each word
+    cdef uint64_t* hashes
+    cdef Py_ssize_t count
+    cdef Py_ssize_t marks
+    cdef readonly Py_ssize_t longest
+    """The longest token's length, sentence marks included (0 without tokens)."""
+
+    def __cinit__(self):
+        self.count = 0
+        self.marks = 0
+        self.longest = 0
+
+    def __dealloc__(self):
+        free(self.starts)
+        free(self.lengths)
+        free(self.sentences)
+        free(self.hashes)
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, object key):
+        cdef Py_ssize_t index
+        if isinstance(key, slice):
+            return [self[index] for index in range(*key.indices(self.count))]
+        index = key
+        if index < 0:
+            index += self.count
+        if not 0 <= index < self.count:
+            raise IndexError("token index out of range")
+        return self.marked[self.starts[index] : self.starts[index] + self.lengths[index]]
+
+    def stream(self):
+        """The tokens with a NUL for each sentence mark, as in `injection.prepare_in_python`."""
+        cdef list stream = []
+        cdef Py_ssize_t i, sentence = 0
+        for i in range(self.count):
+            while sentence < self.sentences[i]:
+                stream.append("\x00")
+                sentence += 1
+            stream.append(self[i])
+        while sentence < self.marks:
+            stream.append("\x00")
+            sentence += 1
+        return stream
+
+
+ctypedef struct _Views:
+    # The words of a text as the scorers read them: per word its one-byte characters
+    # (NULL when it has wider ones), its length and its `_slot_hash` (0: no slot fits it).
+    Py_ssize_t count
+    const unsigned char** data
+    Py_ssize_t* lengths
+    uint64_t* hashes
+
+
+cdef inline object _word_list(object words):
+    """`words` itself if it is a list or a `Tokens`, else the list of its items."""
+    return words if type(words) is list or type(words) is Tokens else list(words)
+
+
+cdef int _views(object words, _Views* views) except -1:
+    """Fill `views` for `words`, a list of str or a `Tokens` (see `_word_list`);
+    `_free_views` frees them. The data pointers stay valid while `words` lives.
+    """
+    cdef Py_ssize_t count = len(words), i
+    cdef Tokens prepared
+    cdef str word
+    views.count = count
+    views.data = <const unsigned char**>malloc(max(count, 1) * sizeof(unsigned char*))
+    views.lengths = <Py_ssize_t*>malloc(max(count, 1) * sizeof(Py_ssize_t))
+    views.hashes = <uint64_t*>malloc(max(count, 1) * sizeof(uint64_t))
+    if not views.data or not views.lengths or not views.hashes:
+        _free_views(views)
+        raise MemoryError()
+    if type(words) is Tokens:
+        prepared = <Tokens>words
+        for i in range(count):
+            views.data[i] = prepared.base + prepared.starts[i]
+            views.lengths[i] = prepared.lengths[i]
+            views.hashes[i] = prepared.hashes[i]
+        return 0
+    for i in range(count):
+        word = <str?>(<list?>words)[i]
+        views.lengths[i] = PyUnicode_GET_LENGTH(word)
+        views.data[i] = (
+            PyUnicode_1BYTE_DATA(word) if PyUnicode_KIND(word) == PyUnicode_1BYTE_KIND else NULL
+        )
+        views.hashes[i] = _slot_hash(word)
+    return 0
+
+
+cdef void _free_views(_Views* views):
+    free(views.data)
+    free(views.lengths)
+    free(views.hashes)
+    views.data = NULL
+    views.lengths = NULL
+    views.hashes = NULL
 
 
 cdef void* _slots(Py_ssize_t capacity, size_t size):
@@ -255,7 +365,7 @@ cdef class Vocabulary:
         slot.pair_id = <int32_t>values[3]
         return True
 
-    cdef _Word* learn(self, str word):
+    cdef _Word* learn(self, const unsigned char* data, Py_ssize_t length):
         """The slot of a word that fits but is not held: its values from its character
         n-grams (summed in `learned.char_grams` order), remembered for the next time.
 
@@ -264,7 +374,7 @@ cdef class Vocabulary:
         """
         cdef unsigned char text[KEY_BYTES]
         cdef uint64_t hashes[KEY_BYTES * KEY_BYTES]
-        cdef Py_ssize_t length = PyUnicode_GET_LENGTH(word), size, n, i
+        cdef Py_ssize_t full = length, size, n, i
         cdef double total = 0.0
         cdef int32_t count = 0, grams = 0
         cdef _Gram* gram
@@ -272,7 +382,7 @@ cdef class Vocabulary:
         if length > self.chars:
             length = self.chars
         text[0] = 60  # "<"
-        memcpy(&text[1], PyUnicode_1BYTE_DATA(word), length)
+        memcpy(&text[1], data, length)
         text[length + 1] = 62  # ">"
         size = length + 2
         for n in range(self.smallest, self.largest + 1):
@@ -294,17 +404,19 @@ cdef class Vocabulary:
             memcpy(self.slots, self.seed, self.capacity * sizeof(_Word))
             self.remembered = 0
         self.remembered += 1
-        slot = <_Word*>_claim(self.slots, sizeof(_Word), self.mask, word)
+        slot = <_Word*>_claim_bytes(self.slots, sizeof(_Word), self.mask, data, full)
         slot.unigram = 0.0
         slot.char_sum = total
         slot.char_count = count
         slot.pair_id = -1
         return slot
 
-    cdef inline _Word* find(self, str word, uint64_t hashed):
+    cdef inline _Word* find(self, const unsigned char* data, Py_ssize_t length, uint64_t hashed):
         """The slot of a word that fits, found by its `_slot_hash`, learned if need be."""
-        cdef _Word* slot = <_Word*>_lookup(self.slots, sizeof(_Word), self.mask, word, hashed)
-        return slot if slot is not NULL else self.learn(word)
+        cdef _Word* slot = <_Word*>_lookup_bytes(
+            self.slots, sizeof(_Word), self.mask, data, length, hashed
+        )
+        return slot if slot is not NULL else self.learn(data, length)
 
     cdef inline void prefetch_pair(self, int32_t first, int32_t second):
         __builtin_prefetch(&self.pair_slots[_pair_slot(_pair_key(first, second), self.pair_mask)])
@@ -322,16 +434,18 @@ cdef class Vocabulary:
 
 
 def vocabulary_logit(
-    Vocabulary vocabulary, list words, object fallback, Py_ssize_t window, Py_ssize_t stride,
+    Vocabulary vocabulary, object words, object fallback, Py_ssize_t window, Py_ssize_t stride,
     Py_ssize_t min_word, Py_ssize_t min_char, double power,
 ):
     """Best window's word plus character contribution (see `learned._text_logit`).
 
-    The per-word values come from `vocabulary`, and from `fallback(word)`, which gives
+    `words` is a sequence of str, such as a `Tokens`. The per-word values come from
+    `vocabulary`, and from `fallback(word)`, which gives
     (unigram, char sum, char count, pair id), for a word it does not hold. The sums
     run in the same order as in `learned._text_logit` (prefix sums for texts longer
     than a window), so the result is equal to the last bit.
     """
+    words = _word_list(words)
     cdef Py_ssize_t count = len(words), i, start, end
     if count == 0:
         return 0.0
@@ -341,7 +455,8 @@ def vocabulary_logit(
     cdef int64_t* char_counts = <int64_t*>malloc(count * sizeof(int64_t))
     cdef int32_t* pair_ids = <int32_t*>malloc(count * sizeof(int32_t))
     cdef unsigned char* paired = <unsigned char*>malloc(count)
-    cdef uint64_t* hashes = <uint64_t*>malloc(count * sizeof(uint64_t))
+    cdef _Views views
+    cdef uint64_t* hashes
     cdef double* unigram_prefix = NULL
     cdef double* pair_prefix = NULL
     cdef double* sum_prefix = NULL
@@ -350,18 +465,22 @@ def vocabulary_logit(
     cdef tuple values
     cdef double unigram = 0.0, pair = 0.0, char_sum = 0.0, word_sum, value, best
     cdef Py_ssize_t char_count = 0
+    views.data = NULL
+    views.lengths = NULL
+    views.hashes = NULL
     try:
         if (not unigrams or not char_sums or not pairs or not char_counts or not pair_ids
-                or not paired or not hashes):
+                or not paired):
             raise MemoryError()
+        _views(words, &views)
+        hashes = views.hashes
         # Three passes, each starting its loads before it needs them (see `_prefetch`):
-        # hash the words, look them up, then look up the pairs their ids make.
+        # the words' loads (hashed already), their lookups, then the pairs their ids make.
         for i in range(count):
-            hashes[i] = _slot_hash(<str>words[i])
             if hashes[i]:
                 _prefetch(vocabulary.slots, sizeof(_Word), vocabulary.mask, hashes[i])
         for i in range(count):
-            slot = vocabulary.find(<str>words[i], hashes[i]) if hashes[i] else NULL
+            slot = vocabulary.find(views.data[i], views.lengths[i], hashes[i]) if hashes[i] else NULL
             if slot is not NULL:
                 unigrams[i] = slot.unigram
                 char_sums[i] = slot.char_sum
@@ -431,7 +550,7 @@ def vocabulary_logit(
         free(char_counts)
         free(pair_ids)
         free(paired)
-        free(hashes)
+        _free_views(&views)
         free(unigram_prefix)
         free(pair_prefix)
         free(sum_prefix)
@@ -557,22 +676,27 @@ cdef class Features:
         free(self.id_count)
 
     cdef inline int32_t word(
-        self, str word, uint64_t hashed, double* norm2, int32_t* start, int32_t* count
+        self, object words, Py_ssize_t position, _Views* views, double* norm2, int32_t* start,
+        int32_t* count,
     ):
-        """The word's id (-1 if unknown), with its squared weight and row; `hashed` is
-        the word's `_slot_hash` (0 for a word that does not fit a slot)."""
+        """The id (-1 if unknown) of the word at `position` of `words` (whose `views`
+        these are), with its squared weight and row."""
         cdef _Feature* slot
         cdef PyObject* found
         cdef int32_t identity
+        cdef uint64_t hashed = views.hashes[position]
         if hashed:
-            slot = <_Feature*>_lookup(self.slots, sizeof(_Feature), self.mask, word, hashed)
+            slot = <_Feature*>_lookup_bytes(
+                self.slots, sizeof(_Feature), self.mask, views.data[position],
+                views.lengths[position], hashed,
+            )
             if slot is not NULL:
                 norm2[0] = slot.norm2
                 start[0] = slot.start
                 count[0] = slot.count
                 return slot.id
         else:
-            found = PyDict_GetItem(self.other_ids, word)
+            found = PyDict_GetItem(self.other_ids, words[position])
             if found is not NULL:
                 identity = <int32_t><object>found
                 norm2[0] = self.id_norm2[identity]
@@ -621,14 +745,16 @@ cdef class Features:
 
 
 def best(
-    list tokens, Features features, Py_ssize_t window, Py_ssize_t stride, Py_ssize_t exemplars,
+    object tokens, Features features, Py_ssize_t window, Py_ssize_t stride, Py_ssize_t exemplars,
 ):
-    """Highest cosine between a window of `tokens` and an exemplar.
+    """Highest cosine between a window of `tokens` (a sequence of str, such as a
+    `Tokens`) and an exemplar.
 
     See `injection.SimilarityIndex.best_in_python`, whose sums this repeats in the
     same order. Blocks are visited in order with one dot-product vector for the
     current block and one for the previous, so memory does not grow with the text.
     """
+    tokens = _word_list(tokens)
     cdef Py_ssize_t total = len(tokens), position, block, first, last, blocks, size, exemplar
     if exemplars < features.width:
         raise ValueError(f"the rows name {features.width} exemplars, not {exemplars}")
@@ -641,7 +767,7 @@ def best(
     cdef int32_t* ids = <int32_t*>malloc(total * sizeof(int32_t))
     cdef double* previous = <double*>calloc(exemplars, sizeof(double))
     cdef double* current = <double*>calloc(exemplars, sizeof(double))
-    cdef uint64_t* hashes = <uint64_t*>malloc(total * sizeof(uint64_t))
+    cdef _Views views
     cdef int32_t* counts
     cdef int32_t* pair_starts
     cdef int32_t* pair_counts
@@ -649,23 +775,24 @@ def best(
     cdef double previous_norm2 = 0.0, current_norm2, position_norm2, top, norm, value
     cdef double result = 0.0
     cdef bint previous_any = False, current_any
+    views.data = NULL
+    views.lengths = NULL
+    views.hashes = NULL
     try:
-        if (not norm2 or not starts or not pair_norm2 or not ids or not previous or not current
-                or not hashes):
+        if not norm2 or not starts or not pair_norm2 or not ids or not previous or not current:
             raise MemoryError()
+        _views(tokens, &views)
         counts = starts + total
         pair_starts = starts + 2 * total
         pair_counts = starts + 3 * total
-        # Each pass starts the loads the next one needs (see `_prefetch`): hash the
-        # words, look them up, look up the pairs, then add the rows.
+        # Each pass starts the loads the next one needs (see `_prefetch`): the words'
+        # (hashed already), their lookups, the pairs' lookups, then the rows.
         for position in range(total):
-            hashes[position] = _slot_hash(<str>tokens[position])
-            if hashes[position]:
-                _prefetch(features.slots, sizeof(_Feature), features.mask, hashes[position])
+            if views.hashes[position]:
+                _prefetch(features.slots, sizeof(_Feature), features.mask, views.hashes[position])
         for position in range(total):
             ids[position] = features.word(
-                <str>tokens[position], hashes[position], &norm2[position], &starts[position],
-                &counts[position],
+                tokens, position, &views, &norm2[position], &starts[position], &counts[position],
             )
             features.prefetch_row(starts[position], counts[position])
         for position in range(1, total):
@@ -730,7 +857,7 @@ def best(
         free(ids)
         free(previous)
         free(current)
-        free(hashes)
+        _free_views(&views)
 
 
 ctypedef struct _Trigger:
@@ -796,79 +923,109 @@ cdef class Triggers:
         free(self.numbers)
 
 
-def scan(list stream, Triggers triggers, str mark):
+def scan(object stream, Triggers triggers, str mark):
     """One pass over the rule tokens of a prompt, and the rules whose trigger groups meet.
 
-    `stream` is the rule tokens of the marked text, `mark` standing for a sentence
-    boundary. Returns the words without sentence marks, the longest token's length,
-    the number of blocks of 64 sentences, and [(rule number, [bits per block of the
-    sentences that hold a word of every one of its groups]), ...] in rule order, for
-    the rules with at least one group, every group met somewhere in the prompt. The
-    plain-Python version and reference is `injection.gate_in_python` over
-    `injection.scan_in_python`; this one ORs each trigger token's sentence bit straight
-    into its groups, with no dict per block.
+    `stream` is the rule tokens of the marked text, either a list, `mark` standing for
+    a sentence boundary, or a `Tokens`. Returns the words without sentence marks (the
+    `Tokens` itself, or a list), the longest token's length, the number of blocks of 64
+    sentences, and [(rule number, [bits per block of the sentences that hold a word of
+    every one of its groups]), ...] in rule order, for the rules with at least one
+    group, every group met somewhere in the prompt. The plain-Python version and
+    reference is `injection.gate_in_python` over `injection.scan_in_python`; this one
+    ORs each trigger token's sentence bit straight into its groups, with no dict per
+    block.
     """
-    cdef Py_ssize_t groups = triggers.groups, capacity = len(stream) // 64 + 1
-    cdef Py_ssize_t longest = 0, length, number = 0, block = 0, blocks, k, j, rule, first, count
-    cdef uint64_t bit, seen, where, hashed
+    cdef Py_ssize_t groups = triggers.groups, longest = 0, marks = 0, count, i, length
+    cdef Py_ssize_t blocks, block, k, j, rule, first, sentence
+    cdef uint64_t seen, where
     cdef uint64_t* row
     cdef _Trigger* slot
     cdef PyObject* found
-    cdef str token
-    cdef list tokens = [], met = [], wheres
-    cdef uint64_t* table = <uint64_t*>calloc(max(groups * capacity, 1), sizeof(uint64_t))
-    if not table:
-        raise MemoryError()
+    cdef object words
+    cdef list tokens
+    cdef Tokens prepared
+    cdef _Views views
+    cdef int32_t* sentences = NULL
+    cdef uint64_t* table = NULL
+    cdef list met = [], wheres
+    views.data = NULL
+    views.lengths = NULL
+    views.hashes = NULL
     try:
-        row = table
-        for token in stream:
-            length = PyUnicode_GET_LENGTH(token)
-            if length > longest:
-                longest = length
-            if token == mark:
-                number += 1
-                if number == 64:
-                    number = 0
-                    block += 1
-                    row = table + block * groups
-                continue
-            tokens.append(token)
-            bit = (<uint64_t>1) << number
-            hashed = _slot_hash(token)
-            if hashed:
-                slot = <_Trigger*>_lookup(triggers.slots, sizeof(_Trigger), triggers.mask, token, hashed)
-                if slot is not NULL:
-                    for k in range(slot.first, slot.first + slot.count):
-                        row[triggers.numbers[k]] |= bit
+        if type(stream) is Tokens:
+            prepared = <Tokens>stream
+            words = prepared
+            longest = prepared.longest
+            marks = prepared.marks
+            sentences = prepared.sentences
+        else:
+            # Words and their sentences out of the list.
+            tokens = []
+            count = len(<list?>stream)
+            sentences = <int32_t*>malloc(max(count, 1) * sizeof(int32_t))
+            if not sentences:
+                raise MemoryError()
+            for token in <list>stream:
+                length = len(<str?>token)
+                if length > longest:
+                    longest = length
+                if token == mark:
+                    marks += 1
+                    continue
+                sentences[len(tokens)] = <int32_t>marks
+                tokens.append(token)
+            words = tokens
+        _views(words, &views)
+        blocks = marks // 64 + 1
+        table = <uint64_t*>calloc(max(groups * blocks, 1), sizeof(uint64_t))
+        if not table:
+            raise MemoryError()
+        for i in range(views.count):
+            if views.hashes[i]:
+                slot = <_Trigger*>_lookup_bytes(
+                    triggers.slots, sizeof(_Trigger), triggers.mask, views.data[i],
+                    views.lengths[i], views.hashes[i],
+                )
+                if slot is NULL:
+                    continue
+                sentence = sentences[i]
+                row = table + (sentence // 64) * groups
+                for k in range(slot.first, slot.first + slot.count):
+                    row[triggers.numbers[k]] |= (<uint64_t>1) << (sentence % 64)
             else:
-                found = PyDict_GetItem(triggers.others, token)
-                if found is not NULL:
-                    for group in <tuple>found:
-                        row[<Py_ssize_t>group] |= bit
-        blocks = block + 1
-        if groups == 0:
-            return tokens, longest, blocks, met
-        for rule in range(len(triggers.rule_groups)):
-            first, count = triggers.rule_groups[rule]
-            if count == 0:
-                continue
-            for j in range(count):
-                seen = 0
-                for block in range(blocks):
-                    seen |= table[block * groups + first + j]
-                if seen == 0:
-                    break
-            else:
-                wheres = []
-                for block in range(blocks):
-                    where = ~(<uint64_t>0)
-                    for j in range(count):
-                        where &= table[block * groups + first + j]
-                    wheres.append(where)
-                met.append((rule, wheres))
-        return tokens, longest, blocks, met
+                found = PyDict_GetItem(triggers.others, words[i])
+                if found is NULL:
+                    continue
+                sentence = sentences[i]
+                row = table + (sentence // 64) * groups
+                for group in <tuple>found:
+                    row[<Py_ssize_t>group] |= (<uint64_t>1) << (sentence % 64)
+        if groups:
+            for rule in range(len(triggers.rule_groups)):
+                first, count = triggers.rule_groups[rule]
+                if count == 0:
+                    continue
+                for j in range(count):
+                    seen = 0
+                    for block in range(blocks):
+                        seen |= table[block * groups + first + j]
+                    if seen == 0:
+                        break
+                else:
+                    wheres = []
+                    for block in range(blocks):
+                        where = ~(<uint64_t>0)
+                        for j in range(count):
+                            where &= table[block * groups + first + j]
+                        wheres.append(where)
+                    met.append((rule, wheres))
+        return words, longest, blocks, met
     finally:
+        if type(stream) is not Tokens:
+            free(sentences)
         free(table)
+        _free_views(&views)
 
 
 def char_gram_sum(str token, dict weights, Py_ssize_t smallest, Py_ssize_t largest, Py_ssize_t chars):
@@ -903,7 +1060,8 @@ def prepare_ascii(str text, const unsigned char[:] fold, const unsigned char[:] 
     `separators` marks the codes that split rule tokens (white space for `str.split`
     and `rules.TOKEN_TABLE` punctuation); both come from the Python definitions.
 
-    Returns (normalized, marked, stream, clean), where clean means that no control
+    Returns (normalized, marked, tokens, clean), where tokens is the rule tokens as a
+    `Tokens` (`stream()` is what `prepare_in_python` returns), clean means that no control
     character splits words differently for `learned.tokens` (see
     `injection._STRAY_CONTROL`), or None for the rare texts this pass does not
     reproduce (letters spaced out one by one, "?" or "!" right before another sentence
@@ -966,20 +1124,45 @@ def prepare_ascii(str text, const unsigned char[:] fold, const unsigned char[:] 
         length += 1
         i += 1
     marked = marked_buffer[:length].decode("ascii")
-    # rule tokens: the separators split words
-    cdef list stream = []
+    # rule tokens: the separators split words; a NUL alone is a sentence mark
+    cdef Py_ssize_t count = 0, end
     start = -1
     for i in range(length):
-        c = marked_view[i]
-        if separators[c]:
-            if start >= 0:
-                stream.append(marked[start:i])
-                start = -1
+        if separators[marked_view[i]]:
+            start = -1
         elif start < 0:
             start = i
-    if start >= 0:
-        stream.append(marked[start:length])
-    return normalized, marked, stream, clean
+            count += 1
+    cdef Tokens tokens = Tokens.__new__(Tokens)
+    tokens.marked = <str>marked
+    tokens.base = PyUnicode_1BYTE_DATA(<str>marked)
+    tokens.starts = <int32_t*>malloc(max(count, 1) * sizeof(int32_t))
+    tokens.lengths = <int32_t*>malloc(max(count, 1) * sizeof(int32_t))
+    tokens.sentences = <int32_t*>malloc(max(count, 1) * sizeof(int32_t))
+    tokens.hashes = <uint64_t*>malloc(max(count, 1) * sizeof(uint64_t))
+    if not tokens.starts or not tokens.lengths or not tokens.sentences or not tokens.hashes:
+        raise MemoryError()
+    start = -1
+    for end in range(length + 1):
+        if end < length and not separators[marked_view[end]]:
+            if start < 0:
+                start = end
+            continue
+        if start < 0:
+            continue
+        i = end - start
+        if i > tokens.longest:
+            tokens.longest = i
+        if i == 1 and tokens.base[start] == 0:
+            tokens.marks += 1
+        else:
+            tokens.starts[tokens.count] = <int32_t>start
+            tokens.lengths[tokens.count] = <int32_t>i
+            tokens.sentences[tokens.count] = <int32_t>tokens.marks
+            tokens.hashes[tokens.count] = _fnv(tokens.base + start, i) if i <= KEY_BYTES else 0
+            tokens.count += 1
+        start = -1
+    return normalized, marked, tokens, clean
 
 
 cdef class Needles:

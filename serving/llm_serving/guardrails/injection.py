@@ -61,7 +61,7 @@ import operator
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -200,7 +200,7 @@ class Verdict:
 class Evidence:
     """What the learned model reads about one prompt (see `Detector.evidence`)."""
 
-    tokens: list[str]
+    tokens: Sequence[str]
     """Model tokens of the normalised prompt and of the payloads decoded from it."""
     rules: tuple[str, ...]
     """Names of the rules that fired."""
@@ -387,7 +387,7 @@ class SimilarityIndex:
         width = self._width
         return [a * width + b for a, b in itertools.pairwise(ids) if a != oov and b != oov]
 
-    def best(self, tokens: list[str]) -> float:
+    def best(self, tokens: Sequence[str]) -> float:
         """Highest cosine between any window of `tokens` and any attack exemplar.
 
         A window is two consecutive blocks of STRIDE tokens (the whole text when it
@@ -400,7 +400,7 @@ class SimilarityIndex:
             return _fastscore.best(tokens, self._features, WINDOW, STRIDE, self.size)
         return self.best_in_python(tokens)
 
-    def best_in_python(self, tokens: list[str]) -> float:
+    def best_in_python(self, tokens: Sequence[str]) -> float:
         """`best` in plain Python: the fallback, and the reference for `_fastscore.best`."""
         total = len(tokens)
         if not total:
@@ -527,6 +527,8 @@ class Detector:
         if _fastscore is not None and text.isascii():
             prepared = _fastscore.prepare_ascii(text, _ASCII_FOLD, _ASCII_SEPARATORS)
         normalized, marked, stream, clean = prepared or prepare_in_python(text)
+        # `stream` is a `_fastscore.Tokens` from the compiled pass: the words as offsets
+        # into `marked`, which the compiled scorers read without a string per word.
         tokens, longest, blocks, met = self._scan(stream)
         views = decoded_views(text, text.lower(), longest)
         model_text = normalized
@@ -536,7 +538,8 @@ class Detector:
             extra = _mark_sentences(plain)
             normalized = normalized + "\n" + extra
             marked = marked + _SPACED_MARK + extra
-            stream += [_SENTENCE_MARK, *extra.translate(rules.TOKEN_TABLE).split()]
+            whole = stream if isinstance(stream, list) else stream.stream()
+            stream = [*whole, _SENTENCE_MARK, *extra.translate(rules.TOKEN_TABLE).split()]
             tokens, _, blocks, met = self._scan(stream)
         fired = self._fire(normalized, marked, blocks, met)
         miss = 1.0
@@ -565,11 +568,15 @@ class Detector:
             learned.extra_features(names, heuristic, similarity_score),
         )
 
-    def _scan(self, stream: list[str]) -> tuple[list[str], int, int, list[tuple[int, list[int]]]]:
+    def _scan(
+        self, stream: list[str] | _fastscore.Tokens
+    ) -> tuple[Sequence[str], int, int, list[tuple[int, list[int]]]]:
         """Words, longest token, blocks of 64 sentences, and the rules whose trigger
         groups meet with their sentences (see `_fastscore.scan`)."""
         if self._triggers is not None and _fastscore is not None:
             return _fastscore.scan(stream, self._triggers, _SENTENCE_MARK)
+        if not isinstance(stream, list):
+            stream = stream.stream()
         tokens, longest, block_masks = scan_in_python(stream, self._trigger_words, _SENTENCE_MARK)
         met = gate_in_python(self._word_groups, self._rule_groups, block_masks)
         return tokens, longest, len(block_masks), met

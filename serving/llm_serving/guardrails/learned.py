@@ -56,7 +56,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 try:
@@ -450,7 +450,7 @@ class Model:
         """`_values` of a word the compiled vocabulary does not hold (through the cache)."""
         return self._values(self._token_cache.get(word) or self._token(word))
 
-    def text_logit(self, words: list[str]) -> float:
+    def text_logit(self, words: Sequence[str]) -> float:
         """Best window's word plus character contribution (without bias or extras)."""
         if not words:
             return 0.0
@@ -478,11 +478,11 @@ class Model:
         weights = self.extras
         return math.fsum(weights.get(name, 0.0) * value for name, value in extras.items())
 
-    def logit(self, words: list[str], extras: Mapping[str, float]) -> float:
+    def logit(self, words: Sequence[str], extras: Mapping[str, float]) -> float:
         """Decision value: bias, evidence and best text window, before the offset."""
         return self.bias + self.extras_logit(extras) + self.text_logit(words)
 
-    def score(self, words: list[str], extras: Mapping[str, float]) -> float:
+    def score(self, words: Sequence[str], extras: Mapping[str, float]) -> float:
         """Score in 0..1; 0.5 is the cross-validated operating point."""
         return _sigmoid(self.logit(words, extras) - self.offset)
 
