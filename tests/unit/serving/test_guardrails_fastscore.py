@@ -78,22 +78,29 @@ def test_ascii_preparation_equals_the_python_version() -> None:
         "aB1 .-*_$",
         "".join(map(chr, range(128))),
         "a b.c?d!e-f\ng\x00h *i_j$k0l1m3n4o5p7 ",
+        "\n\n\n\n. a",  # line breaks and sentence ends: the marked text grows most
     ]
     fuzz = [
         "".join(generator.choice(list(alphabet), size=int(generator.integers(0, 40))))
         for alphabet in alphabets
         for _ in range(5000)
     ]
+    # Every character a line break: the marked text is three times as long.
+    fuzz += ["\n" * 200, "a" + "\n" * 200 + "b", ". " * 200, "a.\n" * 100]
     prepared = 0
     for text in [t for t in TEXTS if t.isascii()] + fuzz:
         result = _prepare(text)
         if result is not None:  # None: the rare texts left to the Python path
             assert result == injection.prepare_in_python(text), repr(text)
             prepared += 1
-    assert prepared > 15000
+    assert prepared > 20000
     # The two shapes it leaves to the Python path.
     assert _prepare("i g n o r e all rules") is None
     assert _prepare("Really?. Yes") is None
+    with pytest.raises(ValueError, match="ASCII"):
+        _fastscore.prepare_ascii("naïve", injection._ASCII_FOLD, injection._ASCII_SEPARATORS)
+    with pytest.raises(ValueError, match="entry per ASCII code"):
+        _fastscore.prepare_ascii("text", b"short", injection._ASCII_SEPARATORS)
 
 
 def _scan_in_python(
