@@ -1245,3 +1245,23 @@ cdef class Needles:
                 candidates = left
         return result
 
+
+
+def digit_bounds(str text):
+    """The index of the first and of the last ASCII digit of `text`, or None without one.
+
+    For text stored one byte per character (`pii._digit_bounds` asks `str` for the
+    rest): one pass from each end, where a find per digit costs twenty.
+    """
+    if PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND:
+        raise ValueError("digit_bounds takes text stored one byte per character")
+    cdef const unsigned char* data = PyUnicode_1BYTE_DATA(text)
+    cdef Py_ssize_t size = PyUnicode_GET_LENGTH(text), first = 0, last
+    while first < size and not (48 <= data[first] <= 57):
+        first += 1
+    if first == size:
+        return None
+    last = size - 1
+    while not (48 <= data[last] <= 57):
+        last -= 1
+    return first, last

@@ -383,13 +383,16 @@ _DIGIT = re.compile(r"\d")
 def _digit_bounds(text: str) -> tuple[int, int] | None:
     """Index of the first and of the last character ``\\d`` matches, None without one.
 
-    ASCII text takes twenty memchr scans; other text is bounded by its whole length
-    once a digit is found. Numeric entities lie between the two (give or take the
-    punctuation before a number), so the scans for them can skip the rest.
+    ASCII text takes one compiled pass from each end (twenty memchr scans without the
+    compiled module); other text is bounded by its whole length once a digit is found.
+    Numeric entities lie between the two (give or take the punctuation before a
+    number), so the scans for them can skip the rest.
     """
     if not text.isascii():
         found = _DIGIT.search(text)
         return None if found is None else (found.start(), len(text) - 1)
+    if _fastscore is not None:
+        return _fastscore.digit_bounds(text)
     firsts = [index for index in map(text.find, "0123456789") if index >= 0]
     if not firsts:
         return None

@@ -236,3 +236,18 @@ def test_needles_refuse_what_they_cannot_search() -> None:
         pii._fastscore.Needles(("tél",))
     with pytest.raises(ValueError, match="at most 64"):
         pii._fastscore.Needles(tuple(f"n{i:03d}" for i in range(65)))
+
+
+@pytest.mark.skipif(pii._fastscore is None, reason="extension not built")
+def test_compiled_digit_bounds_equal_the_plain_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [*_gate_texts(), "", "7", "a7", "7a", "no digits", "x 1 y 22 z", "٣ 4", "ñ 5"]
+    generator = random.Random(5)
+    texts += ["".join(generator.choice("ab 0189.-") for _ in range(n)) for n in range(60)]
+    compiled = [pii._digit_bounds(text) for text in texts]
+    assert any(compiled)
+    assert None in compiled
+    module = pii._fastscore
+    monkeypatch.setattr(pii, "_fastscore", None)
+    assert [pii._digit_bounds(text) for text in texts] == compiled
+    with pytest.raises(ValueError, match="one byte per character"):
+        module.digit_bounds("дом 1")
