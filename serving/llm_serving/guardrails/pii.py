@@ -415,23 +415,27 @@ class PIIDetector:
         self.entities: tuple[policy.PIIEntity, ...] = tuple(
             kind for kind in policy.PIIEntity if kind in wanted
         )
-        self._numeric = tuple(kind for kind in _NUMERIC if kind in wanted)
-        self._wanted = frozenset(wanted)
+        # Looked up once here: an enum member's hash is a Python call, on every text.
+        self._numeric = tuple((kind, _NUMERIC[kind]) for kind in _NUMERIC if kind in wanted)
+        self._credentials = policy.PIIEntity.CREDENTIAL in wanted
+        self._emails = policy.PIIEntity.EMAIL in wanted
+        self._ibans = policy.PIIEntity.IBAN in wanted
+        self._phones = policy.PIIEntity.PHONE in wanted
+        self._ip_addresses = policy.PIIEntity.IP_ADDRESS in wanted
 
     def find(self, text: str) -> list[Span]:
         """All entities in `text`, overlaps resolved, sorted by start."""
         found: list[tuple[policy.PIIEntity, int, int]] = []
-        wanted = self._wanted
         lowered = text.lower()
-        if policy.PIIEntity.CREDENTIAL in wanted:
+        if self._credentials:
             kind = policy.PIIEntity.CREDENTIAL
             found.extend((kind, start, end) for start, end in _credentials(text, lowered))
-        if policy.PIIEntity.EMAIL in wanted and "@" in text:
+        if self._emails and "@" in text:
             kind = policy.PIIEntity.EMAIL
             found.extend((kind, start, end) for start, end in _emails(text))
         # IBANs, cards, SSNs, IPv4 addresses and phone numbers all need a digit.
         digits = _digit_bounds(text)
-        if policy.PIIEntity.IBAN in wanted and digits is not None:
+        if self._ibans and digits is not None:
             kind = policy.PIIEntity.IBAN
             found.extend((kind, start, end) for start, end in _ibans(text, *digits))
         if self._numeric and digits is not None:
@@ -442,12 +446,12 @@ class PIIDetector:
                 first -= 1
             for run in _NUMERIC_RUN.finditer(text, first, digits[1] + 1):
                 start, end = run.start(), min(length, run.end() + 2)
-                for kind in self._numeric:
-                    found.extend((kind, s, e) for s, e in _NUMERIC[kind](text, start, end))
-        if policy.PIIEntity.PHONE in wanted and "0" in text:  # national numbers start with 0
+                for kind, recognise in self._numeric:
+                    found.extend((kind, s, e) for s, e in recognise(text, start, end))
+        if self._phones and "0" in text:  # national numbers start with 0
             kind = policy.PIIEntity.PHONE
             found.extend((kind, start, end) for start, end in _context_phones(text, lowered))
-        if policy.PIIEntity.IP_ADDRESS in wanted and text.count(":") >= 2:
+        if self._ip_addresses and text.count(":") >= 2:
             kind = policy.PIIEntity.IP_ADDRESS
             found.extend((kind, start, end) for start, end in _ipv6(text))
         spans = [
