@@ -1265,3 +1265,113 @@ def digit_bounds(str text):
     while not (48 <= data[last] <= 57):
         last -= 1
     return first, last
+
+
+# ----------------------------------------------------------------------------- toxicity
+
+ctypedef struct _Term:
+    # A word of the toxicity vocabulary and its index.
+    _Key key
+    int32_t index
+
+
+cdef class Lexicon:
+    """The toxicity model's vocabulary (word -> index) in a flat open-addressing table.
+
+    Words that do not fit a slot (more than 27 bytes, or not one byte per character)
+    are kept in a dict instead.
+    """
+
+    cdef _Term* slots
+    cdef uint64_t mask
+    cdef dict others
+
+    def __cinit__(self, dict vocabulary):
+        cdef Py_ssize_t capacity = _capacity(len(vocabulary))
+        cdef _Term* slot
+        self.slots = <_Term*>_slots(capacity, sizeof(_Term))
+        if not self.slots:
+            raise MemoryError()
+        self.mask = capacity - 1
+        self.others = {}
+        for word, index in vocabulary.items():
+            if not 0 <= index < 2**31:
+                raise ValueError(f"the index of {word!r} is not a 32-bit one")
+            if _fits(word):
+                slot = <_Term*>_claim(self.slots, sizeof(_Term), self.mask, word)
+                slot.index = <int32_t>index
+            else:
+                self.others[word] = index
+
+    def __dealloc__(self):
+        free(self.slots)
+
+
+cdef inline bint _word_char(unsigned char c):
+    """`\\w` for an ASCII character: a letter, a digit or the underscore."""
+    return (97 <= c <= 122) or (65 <= c <= 90) or (48 <= c <= 57) or c == 95
+
+
+cdef inline bint _white(unsigned char c):
+    """`\\s` for an ASCII character (str patterns count \\x1c-\\x1f as white space)."""
+    return c == 32 or (9 <= c <= 13) or (28 <= c <= 31)
+
+
+def toxicity_segments(str text, Lexicon lexicon, Py_ssize_t segment_words):
+    """`toxicity.ToxicityModel.segments` for ASCII text, in one pass with no regex.
+
+    The tokens are those of ``\\w\\w+|[.!?](?=\\s)|\\n`` on the lower-cased text:
+    runs of at least two word characters, and the sentence ends and line breaks
+    that close a segment. A segment also closes after `segment_words` words. Returns
+    the vocabulary indices of each non-empty segment's known words, in order.
+    """
+    if not text.isascii():
+        raise ValueError("toxicity_segments takes ASCII text only")
+    if segment_words < 1:
+        raise ValueError("a segment must hold at least one word")
+    cdef const unsigned char* data = PyUnicode_1BYTE_DATA(text)
+    cdef Py_ssize_t size = PyUnicode_GET_LENGTH(text), i = 0, j, k, length, words = 0
+    cdef unsigned char lowered[KEY_BYTES]
+    cdef unsigned char c
+    cdef _Term* slot
+    cdef PyObject* found
+    cdef list segments = [], current = []
+    while i < size:
+        c = data[i]
+        if _word_char(c):
+            j = i + 1
+            while j < size and _word_char(data[j]):
+                j += 1
+            length = j - i
+            if length >= 2:
+                if length <= KEY_BYTES:
+                    for k in range(length):
+                        c = data[i + k]
+                        lowered[k] = c + 32 if 65 <= c <= 90 else c
+                    slot = <_Term*>_lookup_bytes(
+                        lexicon.slots, sizeof(_Term), lexicon.mask, lowered, length,
+                        _fnv(lowered, length),
+                    )
+                    if slot is not NULL:
+                        current.append(slot.index)
+                else:
+                    found = PyDict_GetItem(lexicon.others, text[i:j].lower())
+                    if found is not NULL:
+                        current.append(<object>found)
+                words += 1
+                if words == segment_words:
+                    if current:
+                        segments.append(current)
+                    current = []
+                    words = 0
+            i = j
+            continue
+        if c == 10 or ((c == 46 or c == 33 or c == 63) and i + 1 < size and _white(data[i + 1])):
+            if current:
+                segments.append(current)
+            current = []
+            words = 0
+        i += 1
+    if current:
+        segments.append(current)
+    return segments

@@ -86,3 +86,33 @@ def test_tracker_scores_open_segment_early(model: toxicity.ToxicityModel) -> Non
     tracker = model.tracker()
     score = tracker.feed("you are a fucking idiot and ")
     assert score > 0.9  # before any sentence end arrives
+
+
+@pytest.mark.skipif(toxicity._fastscore is None, reason="extension not built")
+def test_compiled_split_equals_the_regular_expression(model: toxicity.ToxicityModel) -> None:
+    """The compiled split of ASCII text gives the regular expression's segments."""
+    rng = random.Random(3)
+    vocabulary = sorted(word for word in model._vocabulary if word.isascii())
+    pieces = [
+        *rng.sample(vocabulary, 200), *(word.upper() for word in rng.sample(vocabulary, 50)),
+        "a", "I", "x1", "_", "__", "snake_case_word", "Word99", "z" * 30, "Idiot" * 7,
+        ".", "!", "?", "...", "\n", "\t", " ", "  ", "\x0b", "\x0c", "\r", "\x1c", "\x1f",
+        "-", ",", "'", "e.g.", "ok.\n", "why?!",
+    ]  # fmt: skip
+    texts = [*SAMPLES, "", "." * 5, "a. b! c?\nd", "end.", "end. ", "end.\x1cnext"]
+    texts += [
+        "".join(rng.choice(pieces) for _ in range(n)) for n in range(1, 200) for _ in range(5)
+    ]
+    texts += [" ".join(rng.choice(vocabulary) for _ in range(n)) for n in (63, 64, 65, 130, 200)]
+    ascii_texts = [text for text in texts if text.isascii()]
+    assert len(ascii_texts) > 900
+    found = 0
+    for text in ascii_texts:
+        expected = model.segments_in_python(text)
+        assert model.segments(text) == expected, repr(text)
+        found += len(expected)
+    assert found > 300
+    assert model._lexicon is not None
+    with pytest.raises(ValueError, match="ASCII"):
+        toxicity._fastscore.toxicity_segments("naïve", model._lexicon, 64)
+    assert model.segments("naïve idiot") == model.segments_in_python("naïve idiot")
