@@ -1,17 +1,25 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled inner loops of the prompt-injection scorers.
+"""Compiled inner loops of the guardrail checks.
 
-`prepare_ascii` is the normalisation, `scan` the token scan that also picks the rules
-whose trigger words meet, `vocabulary_logit` is `learned.Model.text_logit` and
-`best` is `injection.SimilarityIndex.best`. The last two read the per-word weights
-from flat open-addressing tables (`Vocabulary`, `Features`; the trigger words are in
-`Triggers`) with one slot of 64 bytes, one cache line, per word, because a dictionary
-lookup and the objects behind it touch several lines and a core that has just been
-idle finds none of them cached; the lookups of a prompt's words start all their
-loads first (`_prefetch`), so that the waits for memory overlap. Each addition
+For the prompt-injection scorers: `prepare_ascii` is the normalisation, and it hands
+over the rule tokens as a `Tokens` (offsets into the marked text, with their hashes)
+instead of a string per token; `scan` is the token scan that also picks the rules
+whose trigger words meet (`Triggers`); `vocabulary_logit` is
+`learned.Model.text_logit` and `best` is `injection.SimilarityIndex.best`. The last
+two read the per-word weights from flat open-addressing tables (`Vocabulary`,
+`Features`) with one slot of 64 bytes, one cache line, per word, because a
+dictionary lookup and the objects behind it touch several lines and a core that has
+just been idle finds none of them cached; the lookups of a prompt's words start all
+their loads first (`_prefetch`), so that the waits for memory overlap. Each addition
 happens in the same order as in the plain-Python versions, so the results are equal
-to the last bit; unit tests hold the two paths equal. The package falls back to the
-plain-Python versions when this module was not built (no C compiler at install time).
+to the last bit.
+
+For the PII scan, `Needles` finds which of a few gate words occur in one pass and
+`digit_bounds` where a text's digits start and end; for the toxicity check,
+`toxicity_segments` splits a completion into segments of known words (`Lexicon`).
+
+Unit tests hold every function here equal to its plain-Python version, which the
+package falls back to when this module was not built (no C compiler at install time).
 """
 
 from cpython.dict cimport PyDict_GetItem

@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from llm_serving.guardrails import injection, learned, rules
+from llm_serving.guardrails import injection, learned, pii, rules, toxicity
 
 try:
     from llm_serving.guardrails import _fastscore
@@ -50,6 +50,8 @@ def test_the_extension_is_built() -> None:
     )
     assert injection._fastscore is _fastscore
     assert learned._fastscore is _fastscore
+    assert pii._fastscore is _fastscore
+    assert toxicity._fastscore is _fastscore
     assert injection.compiled()
 
 
