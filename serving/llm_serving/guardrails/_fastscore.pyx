@@ -160,6 +160,12 @@ cdef inline void* _lookup_bytes(
         position = (position + 1) & mask
 
 
+cdef enum:
+    # The longest text `prepare_ascii` takes: its marked text (at most three times as
+    # long) must fit the 32-bit offsets of `Tokens`.
+    MAX_PREPARED = 600_000_000
+
+
 cdef class Tokens:
     """The rule tokens of a text `prepare_ascii` prepared, without building a string per
     token: each word as an offset into the marked text, with its length, its sentence
@@ -1082,12 +1088,15 @@ def prepare_ascii(str text, bytes fold_table, bytes separator_table):
     character splits words differently for `learned.tokens` (see
     `injection._STRAY_CONTROL`), or None for the rare texts this pass does not
     reproduce (letters spaced out one by one, "?" or "!" right before another sentence
-    end): the caller then takes the plain-Python path. `text` must be ASCII.
+    end) and for texts longer than `MAX_PREPARED`: the caller then takes the
+    plain-Python path. `text` must be ASCII.
     """
     if not text.isascii():
         raise ValueError("prepare_ascii takes ASCII text only")
     if len(fold_table) < 128 or len(separator_table) < 128:
         raise ValueError("the fold and separator tables need an entry per ASCII code")
+    if PyUnicode_GET_LENGTH(text) > MAX_PREPARED:
+        return None  # the token offsets are 32-bit; the plain-Python path takes any size
     cdef const unsigned char* fold = fold_table
     cdef const unsigned char* separators = separator_table
     cdef const unsigned char* source = PyUnicode_1BYTE_DATA(text)
