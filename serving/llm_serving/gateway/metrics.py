@@ -178,25 +178,27 @@ class Family(Generic[S]):
 
 
 def counters(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Family[Counter]:
+    """A counter family (exposed as `name`_total and `name`_created)."""
     return Family(Counter, "counter", name, documentation, labelnames)
 
 
 def gauges(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Family[Gauge]:
+    """A gauge family."""
     return Family(Gauge, "gauge", name, documentation, labelnames)
 
 
 def histograms(
     name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
 ) -> Family[Histogram]:
+    """A histogram family with these bucket bounds (+Inf added), as the client's."""
     bounds = [float(bound) for bound in buckets]
     if not bounds or bounds != sorted(bounds) or bounds[0] < 0:
         raise ValueError("histogram buckets must be given, ascending and not negative")
     if bounds[-1] != math.inf:
         bounds.append(math.inf)
-    les = tuple(floatToGoString(bound) for bound in bounds)  # type: ignore[no-untyped-call]
-    return Family(
-        lambda: Histogram(tuple(bounds), les), "histogram", name, documentation, labelnames
-    )
+    upper = tuple(bounds)
+    les = tuple(floatToGoString(bound) for bound in upper)  # type: ignore[no-untyped-call]
+    return Family(lambda: Histogram(upper, les), "histogram", name, documentation, labelnames)
 
 
 class _Families:
