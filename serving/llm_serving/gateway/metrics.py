@@ -204,8 +204,13 @@ def histograms(
 class _Families:
     """The collector that exposes the `Family` metrics in a registry."""
 
-    def __init__(self, families: Iterable[Family[Any]]) -> None:
+    def __init__(self, families: Iterable[Family[Any]] = ()) -> None:
         self._families = list(families)
+
+    def add(self, family: Family[S]) -> Family[S]:
+        """Expose `family` too, and return it."""
+        self._families.append(family)
+        return family
 
     def collect(self) -> Iterable[Metric]:
         return [family.collect() for family in self._families]
@@ -239,83 +244,90 @@ class Metrics:
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
         r = self.registry
         # Updated by every request: lock-free families (see the module docstring).
-        self.requests = counters(
-            "llm_gateway_requests",
-            "Requests answered by the gateway, by route, method and HTTP status code.",
-            ["route", "method", "code"],
-        )
-        self.request_duration = histograms(
-            "llm_gateway_request_duration_seconds",
-            "Time from receiving a request to the end of its response, by route.",
-            ["route"],
-            LATENCY_BUCKETS,
-        )
-        self.time_to_first_token = histograms(
-            "llm_gateway_time_to_first_token_seconds",
-            "Streaming requests: time from receiving the request to sending the first token.",
-            ["model"],
-            LATENCY_BUCKETS,
-        )
-        self.added_latency = histograms(
-            "llm_gateway_added_latency_seconds",
-            "Time a proxied request spent inside the gateway, excluding waits on the engine.",
-            ["route"],
-            OVERHEAD_BUCKETS,
-        )
-        self.upstream_duration = histograms(
-            "llm_gateway_upstream_duration_seconds",
-            "Time spent waiting on the engine per proxied request, by route.",
-            ["route"],
-            LATENCY_BUCKETS,
-        )
-        in_flight = gauges(
-            "llm_gateway_requests_in_flight",
-            "Requests currently being handled by the gateway.",
-        )
-        self.in_flight = in_flight.labels()
-        self.prompt_tokens = counters(
-            "llm_gateway_prompt_tokens",
-            "Prompt tokens sent to the engine (from the engine's usage report).",
-            ["model"],
-        )
-        self.completion_tokens = counters(
-            "llm_gateway_completion_tokens",
-            "Completion tokens returned by the engine (from the engine's usage report).",
-            ["model"],
-        )
-        self.cost = counters(
-            "llm_gateway_cost",
-            "Cost of the tokens served, from the policy's prices per million tokens.",
-            ["model", "kind"],
-        )
-        self.guardrail_verdicts = counters(
-            "llm_gateway_guardrail_verdicts",
-            "Guardrail findings, by stage (input, output, judge), check and action taken.",
-            ["stage", "check", "action"],
-        )
-        self.guardrail_duration = histograms(
-            "llm_gateway_guardrail_check_duration_seconds",
-            "Time spent running guardrail checks, by stage (input, output, judge).",
-            ["stage"],
-            OVERHEAD_BUCKETS,
-        )
-        r.register(
-            _Families(
-                [
-                    self.requests,
-                    self.request_duration,
-                    self.time_to_first_token,
-                    self.added_latency,
-                    self.upstream_duration,
-                    in_flight,
-                    self.prompt_tokens,
-                    self.completion_tokens,
-                    self.cost,
-                    self.guardrail_verdicts,
-                    self.guardrail_duration,
-                ]
+        per_request = _Families()
+        self.requests = per_request.add(
+            counters(
+                "llm_gateway_requests",
+                "Requests answered by the gateway, by route, method and HTTP status code.",
+                ["route", "method", "code"],
             )
         )
+        self.request_duration = per_request.add(
+            histograms(
+                "llm_gateway_request_duration_seconds",
+                "Time from receiving a request to the end of its response, by route.",
+                ["route"],
+                LATENCY_BUCKETS,
+            )
+        )
+        self.time_to_first_token = per_request.add(
+            histograms(
+                "llm_gateway_time_to_first_token_seconds",
+                "Streaming requests: time from receiving the request to sending the first token.",
+                ["model"],
+                LATENCY_BUCKETS,
+            )
+        )
+        self.added_latency = per_request.add(
+            histograms(
+                "llm_gateway_added_latency_seconds",
+                "Time a proxied request spent inside the gateway, excluding waits on the engine.",
+                ["route"],
+                OVERHEAD_BUCKETS,
+            )
+        )
+        self.upstream_duration = per_request.add(
+            histograms(
+                "llm_gateway_upstream_duration_seconds",
+                "Time spent waiting on the engine per proxied request, by route.",
+                ["route"],
+                LATENCY_BUCKETS,
+            )
+        )
+        in_flight = per_request.add(
+            gauges(
+                "llm_gateway_requests_in_flight",
+                "Requests currently being handled by the gateway.",
+            )
+        )
+        self.in_flight = in_flight.labels()
+        self.prompt_tokens = per_request.add(
+            counters(
+                "llm_gateway_prompt_tokens",
+                "Prompt tokens sent to the engine (from the engine's usage report).",
+                ["model"],
+            )
+        )
+        self.completion_tokens = per_request.add(
+            counters(
+                "llm_gateway_completion_tokens",
+                "Completion tokens returned by the engine (from the engine's usage report).",
+                ["model"],
+            )
+        )
+        self.cost = per_request.add(
+            counters(
+                "llm_gateway_cost",
+                "Cost of the tokens served, from the policy's prices per million tokens.",
+                ["model", "kind"],
+            )
+        )
+        self.guardrail_verdicts = per_request.add(
+            counters(
+                "llm_gateway_guardrail_verdicts",
+                "Guardrail findings, by stage (input, output, judge), check and action taken.",
+                ["stage", "check", "action"],
+            )
+        )
+        self.guardrail_duration = per_request.add(
+            histograms(
+                "llm_gateway_guardrail_check_duration_seconds",
+                "Time spent running guardrail checks, by stage (input, output, judge).",
+                ["stage"],
+                OVERHEAD_BUCKETS,
+            )
+        )
+        r.register(per_request)  # after the adds, so the registry checks all their names
         # Updated now and then: the client's own metrics.
         self.cache_hits = Labelled(
             prometheus_client.Counter(
