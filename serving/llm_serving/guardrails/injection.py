@@ -577,9 +577,9 @@ class Detector:
             return _fastscore.scan(stream, self._triggers, _SENTENCE_MARK)
         if not isinstance(stream, list):
             stream = stream.stream()
-        tokens, longest, block_masks = scan_in_python(stream, self._trigger_words, _SENTENCE_MARK)
-        met = gate_in_python(self._word_groups, self._rule_groups, block_masks)
-        return tokens, longest, len(block_masks), met
+        return scan_and_gate_in_python(
+            stream, self._trigger_words, self._word_groups, self._rule_groups, _SENTENCE_MARK
+        )
 
     def _fire(
         self,
@@ -724,6 +724,20 @@ def gate_in_python(
                 wheres.append(where)
             result.append((rule, wheres))
     return result
+
+
+def scan_and_gate_in_python(
+    stream: list[str],
+    trigger_words: frozenset[str],
+    word_groups: dict[str, tuple[int, ...]],
+    rule_groups: list[tuple[int, int]],
+    mark: str,
+) -> tuple[list[str], int, int, list[tuple[int, list[int]]]]:
+    """`scan_in_python` then `gate_in_python`, shaped as `_fastscore.scan` returns them:
+    words, longest token, blocks of 64 sentences, and the rules whose groups meet."""
+    tokens, longest, block_masks = scan_in_python(stream, trigger_words, mark)
+    met = gate_in_python(word_groups, rule_groups, block_masks)
+    return tokens, longest, len(block_masks), met
 
 
 @functools.cache

@@ -109,9 +109,7 @@ def _scan_in_python(
     stream: list[str], word_groups: dict[str, tuple[int, ...]], rule_groups: list[tuple[int, int]]
 ) -> tuple[list[str], int, int, list[tuple[int, list[int]]]]:
     words = frozenset(word_groups)
-    tokens, longest, block_masks = injection.scan_in_python(stream, words, MARK)
-    met = injection.gate_in_python(word_groups, rule_groups, block_masks)
-    return tokens, longest, len(block_masks), met
+    return injection.scan_and_gate_in_python(stream, words, word_groups, rule_groups, MARK)
 
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
