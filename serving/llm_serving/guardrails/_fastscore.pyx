@@ -875,33 +875,77 @@ def best(
         _free_views(&views)
 
 
-ctypedef struct _Trigger:
-    # A trigger word and where its rule groups' numbers start in `Triggers.numbers`.
+ctypedef struct _Term:
+    # A word of the toxicity vocabulary and its index.
     _Key key
-    int32_t first
-    int32_t count
+    int32_t index
 
 
-cdef class Triggers:
-    """The rules' trigger words in a flat open-addressing table, each with the numbers
-    of the trigger groups that hold it (one probe per token of a prompt).
+cdef class Lexicon:
+    """Words and their indices in a flat open-addressing table (the toxicity model's
+    vocabulary, the rules' trigger words).
 
-    `word_groups` maps a trigger word to the numbers of its groups, the groups
-    numbered rule by rule; `rule_groups` holds per rule (first group, group count).
     Words that do not fit a slot (more than 27 bytes, or not one byte per character)
     are kept in a dict instead.
     """
 
-    cdef _Trigger* slots
+    cdef _Term* slots
     cdef uint64_t mask
-    cdef int32_t* numbers
     cdef dict others
+
+    def __cinit__(self, dict vocabulary):
+        cdef Py_ssize_t capacity = _capacity(len(vocabulary))
+        cdef _Term* slot
+        self.slots = <_Term*>_slots(capacity, sizeof(_Term))
+        if not self.slots:
+            raise MemoryError()
+        self.mask = capacity - 1
+        self.others = {}
+        for word, index in vocabulary.items():
+            if not 0 <= index < 2**31:
+                raise ValueError(f"the index of {word!r} is not a 32-bit one")
+            if _fits(word):
+                slot = <_Term*>_claim(self.slots, sizeof(_Term), self.mask, word)
+                slot.index = <int32_t>index
+            else:
+                self.others[word] = index
+
+    def __dealloc__(self):
+        free(self.slots)
+
+    cdef inline Py_ssize_t find(
+        self, const unsigned char* data, Py_ssize_t length, uint64_t hashed
+    ):
+        """The index of the word of these one-byte characters, whose `_fnv` is `hashed`
+        (it fits a slot), or -1."""
+        cdef _Term* slot = <_Term*>_lookup_bytes(
+            self.slots, sizeof(_Term), self.mask, data, length, hashed
+        )
+        return slot.index if slot is not NULL else -1
+
+    cdef inline Py_ssize_t other(self, object word):
+        """The index of a word that does not fit a slot, or -1."""
+        cdef PyObject* found = PyDict_GetItem(self.others, word)
+        return <Py_ssize_t><object>found if found is not NULL else -1
+
+
+cdef class Triggers:
+    """The rules' trigger words (a `Lexicon`, one probe per token of a prompt), each with
+    the numbers of the trigger groups that hold it.
+
+    `word_groups` maps a trigger word to the numbers of its groups, the groups
+    numbered rule by rule; `rule_groups` holds per rule (first group, group count).
+    """
+
+    cdef Lexicon words  # trigger word -> its place in `first` and `count`
+    cdef int32_t* first  # per trigger word: where its group numbers start in `numbers`
+    cdef int32_t* count
+    cdef int32_t* numbers
     cdef list rule_groups
     cdef Py_ssize_t groups
 
     def __cinit__(self, dict word_groups, list rule_groups):
-        cdef Py_ssize_t first, count, total = 0, group
-        cdef _Trigger* slot
+        cdef Py_ssize_t first, count, total = 0, group, index
         self.groups = 0
         for first, count in rule_groups:
             if first < 0 or count < 0:
@@ -914,27 +958,23 @@ cdef class Triggers:
                 if not 0 <= group < self.groups:
                     raise ValueError(f"group {group} of {word!r} is not a rule's group")
             total += len(numbers)
-        cdef Py_ssize_t capacity = _capacity(len(word_groups))
-        self.slots = <_Trigger*>_slots(capacity, sizeof(_Trigger))
+        self.words = Lexicon({word: index for index, word in enumerate(word_groups)})
+        self.first = <int32_t*>malloc(max(len(word_groups), 1) * sizeof(int32_t))
+        self.count = <int32_t*>malloc(max(len(word_groups), 1) * sizeof(int32_t))
         self.numbers = <int32_t*>malloc(max(total, 1) * sizeof(int32_t))
-        if not self.slots or not self.numbers:
+        if not self.first or not self.count or not self.numbers:
             raise MemoryError()
-        self.mask = capacity - 1
-        self.others = {}
         total = 0
-        for word, numbers in word_groups.items():
-            if not _fits(word):
-                self.others[word] = tuple(numbers)
-                continue
-            slot = <_Trigger*>_claim(self.slots, sizeof(_Trigger), self.mask, word)
-            slot.first = <int32_t>total
-            slot.count = <int32_t>len(numbers)
+        for index, numbers in enumerate(word_groups.values()):
+            self.first[index] = <int32_t>total
+            self.count[index] = <int32_t>len(numbers)
             for group in numbers:
                 self.numbers[total] = <int32_t>group
                 total += 1
 
     def __dealloc__(self):
-        free(self.slots)
+        free(self.first)
+        free(self.count)
         free(self.numbers)
 
 
@@ -952,11 +992,9 @@ def scan(object stream, Triggers triggers, str mark):
     block.
     """
     cdef Py_ssize_t groups = triggers.groups, longest = 0, marks = 0, count, i, length
-    cdef Py_ssize_t blocks, block, k, j, rule, first, sentence
+    cdef Py_ssize_t blocks, block, k, j, rule, first, sentence, index
     cdef uint64_t seen, where
     cdef uint64_t* row
-    cdef _Trigger* slot
-    cdef PyObject* found
     cdef object words
     cdef list tokens
     cdef Tokens prepared
@@ -998,24 +1036,15 @@ def scan(object stream, Triggers triggers, str mark):
             raise MemoryError()
         for i in range(views.count):
             if views.hashes[i]:
-                slot = <_Trigger*>_lookup_bytes(
-                    triggers.slots, sizeof(_Trigger), triggers.mask, views.data[i],
-                    views.lengths[i], views.hashes[i],
-                )
-                if slot is NULL:
-                    continue
-                sentence = sentences[i]
-                row = table + (sentence // 64) * groups
-                for k in range(slot.first, slot.first + slot.count):
-                    row[triggers.numbers[k]] |= (<uint64_t>1) << (sentence % 64)
+                index = triggers.words.find(views.data[i], views.lengths[i], views.hashes[i])
             else:
-                found = PyDict_GetItem(triggers.others, words[i])
-                if found is NULL:
-                    continue
-                sentence = sentences[i]
-                row = table + (sentence // 64) * groups
-                for group in <tuple>found:
-                    row[<Py_ssize_t>group] |= (<uint64_t>1) << (sentence % 64)
+                index = triggers.words.other(words[i])
+            if index < 0:
+                continue
+            sentence = sentences[i]
+            row = table + (sentence // 64) * groups
+            for k in range(triggers.first[index], triggers.first[index] + triggers.count[index]):
+                row[triggers.numbers[k]] |= (<uint64_t>1) << (sentence % 64)
         if groups:
             for rule in range(len(triggers.rule_groups)):
                 first, count = triggers.rule_groups[rule]
@@ -1286,44 +1315,6 @@ def digit_bounds(str text):
 
 # ----------------------------------------------------------------------------- toxicity
 
-ctypedef struct _Term:
-    # A word of the toxicity vocabulary and its index.
-    _Key key
-    int32_t index
-
-
-cdef class Lexicon:
-    """The toxicity model's vocabulary (word -> index) in a flat open-addressing table.
-
-    Words that do not fit a slot (more than 27 bytes, or not one byte per character)
-    are kept in a dict instead.
-    """
-
-    cdef _Term* slots
-    cdef uint64_t mask
-    cdef dict others
-
-    def __cinit__(self, dict vocabulary):
-        cdef Py_ssize_t capacity = _capacity(len(vocabulary))
-        cdef _Term* slot
-        self.slots = <_Term*>_slots(capacity, sizeof(_Term))
-        if not self.slots:
-            raise MemoryError()
-        self.mask = capacity - 1
-        self.others = {}
-        for word, index in vocabulary.items():
-            if not 0 <= index < 2**31:
-                raise ValueError(f"the index of {word!r} is not a 32-bit one")
-            if _fits(word):
-                slot = <_Term*>_claim(self.slots, sizeof(_Term), self.mask, word)
-                slot.index = <int32_t>index
-            else:
-                self.others[word] = index
-
-    def __dealloc__(self):
-        free(self.slots)
-
-
 cdef inline bint _word_char(unsigned char c):
     """`\\w` for an ASCII character: a letter, a digit or the underscore."""
     return (97 <= c <= 122) or (65 <= c <= 90) or (48 <= c <= 57) or c == 95
@@ -1347,11 +1338,9 @@ def toxicity_segments(str text, Lexicon lexicon, Py_ssize_t segment_words):
     if segment_words < 1:
         raise ValueError("a segment must hold at least one word")
     cdef const unsigned char* data = PyUnicode_1BYTE_DATA(text)
-    cdef Py_ssize_t size = PyUnicode_GET_LENGTH(text), i = 0, j, k, length, words = 0
+    cdef Py_ssize_t size = PyUnicode_GET_LENGTH(text), i = 0, j, k, length, words = 0, index
     cdef unsigned char lowered[KEY_BYTES]
     cdef unsigned char c
-    cdef _Term* slot
-    cdef PyObject* found
     cdef list segments = [], current = []
     while i < size:
         c = data[i]
@@ -1365,16 +1354,11 @@ def toxicity_segments(str text, Lexicon lexicon, Py_ssize_t segment_words):
                     for k in range(length):
                         c = data[i + k]
                         lowered[k] = c + 32 if 65 <= c <= 90 else c
-                    slot = <_Term*>_lookup_bytes(
-                        lexicon.slots, sizeof(_Term), lexicon.mask, lowered, length,
-                        _fnv(lowered, length),
-                    )
-                    if slot is not NULL:
-                        current.append(slot.index)
+                    index = lexicon.find(lowered, length, _fnv(lowered, length))
                 else:
-                    found = PyDict_GetItem(lexicon.others, text[i:j].lower())
-                    if found is not NULL:
-                        current.append(<object>found)
+                    index = lexicon.other(text[i:j].lower())
+                if index >= 0:
+                    current.append(index)
                 words += 1
                 if words == segment_words:
                     if current:
