@@ -31,7 +31,7 @@ async def gateway(
     try:
         yield running
     finally:
-        await running.server.close()
+        await running.close()
 
 
 async def _engine_counter(http: aiohttp.ClientSession, base_url: str, family: str) -> float:

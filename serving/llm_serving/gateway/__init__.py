@@ -1,10 +1,11 @@
 """The guardrail gateway sidecar: an OpenAI-compatible reverse proxy in front of vLLM.
 
-`app` holds the aiohttp application and its handlers, `upstream` the one client
-to the engine, `config` the policy file and its hot reload, `auth` API keys and
-rate limits, `cache` and `embed` the semantic cache, `sse` the streamed output
-checks, `metrics` every Prometheus metric, `errors` the OpenAI-style errors and
-`jsonlog` the JSON log lines. `main(argv)` is the `llm-serving gateway` command.
+`app` holds the request handlers and `Service`, `httpd` the HTTP/1.1 server they
+run behind, `upstream` the one client to the engine, `config` the policy file and
+its hot reload, `auth` API keys and rate limits, `cache` and `embed` the semantic
+cache, `sse` the streamed output checks, `metrics` every Prometheus metric, `errors`
+the OpenAI-style errors and `jsonlog` the JSON log lines. `main(argv)` is the
+`llm-serving gateway` command.
 """
 
 from __future__ import annotations

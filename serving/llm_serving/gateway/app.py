@@ -1,6 +1,7 @@
-"""The gateway's aiohttp application: an OpenAI-compatible reverse proxy with guardrails.
+"""The gateway's request handling: an OpenAI-compatible reverse proxy with guardrails.
 
-`build_app(settings)` returns the application; `server.py` runs it. Routes:
+`Service.start(settings)` starts a `Gateway` behind the HTTP server of `httpd.py`;
+`server.py` runs it until it is stopped. Routes:
 
 - `POST /v1/chat/completions`, `POST /v1/completions`: API key and rate limits,
   input guardrails on every message (or the prompt), the semantic cache, then the
@@ -13,10 +14,10 @@
 
 Everything derived from the policy file (guards, limits, cache) is one immutable
 `Runtime` swapped whole on reload, so a request sees one policy from start to end.
-One middleware gives every request an id (`X-Request-Id` in and out, and in every log
-line), counts and times it, and turns every failure into an OpenAI-style error, so a
-bad request never crashes the process nor gets a bare 500. A client that disconnects
-cancels its handler (the server runs with handler cancellation), and the handler's
+`Gateway.handle` routes every request, gives it an id (`X-Request-Id` in and out, and
+in every log line), counts and times it, and turns every failure into an OpenAI-style
+error, so a bad request never crashes the process nor gets a bare 500. A client that
+disconnects cancels its handler (the server does that at once), and the handler's
 `finally` closes the engine response, which aborts the generation upstream.
 """
 
@@ -32,9 +33,6 @@ import re
 import time
 from typing import Any
 
-import aiohttp
-from aiohttp import http_exceptions, typedefs, web
-
 from llm_serving import policy
 from llm_serving.gateway import (
     auth,
@@ -43,6 +41,7 @@ from llm_serving.gateway import (
     embed,
     errors,
     fastjson,
+    httpd,
     jsonlog,
     metrics,
     sse,
@@ -63,19 +62,11 @@ _SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+_JSON = "application/json"
 #: HTTP status logged and counted for a request whose client went away (nginx's convention).
 CLIENT_CLOSED = 499
-
-
-class _EventStream(web.StreamResponse):
-    """A streamed response whose status line and headers leave with its first events.
-
-    aiohttp sends a stream's headers on their own at `prepare()` unless this class
-    flag is off (it is off for `web.Response`). Headers alone are of no use to the
-    client, and a packet of their own costs a write here and a wake-up there.
-    """
-
-    _send_headers_immediately = False
+#: The route label of requests for a path the gateway does not serve.
+UNMATCHED = "unmatched"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +100,10 @@ class RequestContext:
     client_gone: bool = False
 
 
-CONTEXT = web.RequestKey("llm_gateway_context", RequestContext)
+_Route = collections.abc.Callable[
+    [httpd.Request, RequestContext],
+    collections.abc.Awaitable[httpd.Response | httpd.EventStream],
+]
 
 
 class _RouteMetrics:
@@ -139,9 +133,8 @@ def _request_id(header: str | None) -> str:
     return os.urandom(16).hex()  # 32 hex digits, like uuid4().hex without the object
 
 
-def _route_label(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
+def _json(document: dict[str, Any], status: int = 200) -> httpd.Response:
+    return httpd.Response(status, fastjson.dumps(document), {"Content-Type": _JSON})
 
 
 @dataclasses.dataclass
@@ -215,6 +208,16 @@ class Gateway:
         self._input_seconds = self.metrics.guardrail_duration.labels("input")
         self._output_seconds = self.metrics.guardrail_duration.labels("output")
         self._routes: dict[str, _RouteMetrics] = {}
+        self._handlers: dict[str, dict[str, _Route]] = {
+            CHAT: {"POST": self.chat},
+            COMPLETIONS: {"POST": self.completions},
+            EMBEDDINGS: {"POST": self.embeddings},
+            MODELS: {"GET": self.models},
+            "/health": {"GET": self.health},
+            "/ready": {"GET": self.ready},
+            "/metrics": {"GET": self.own_metrics},
+            "/metrics/engine": {"GET": self.engine_metrics},
+        }
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -324,7 +327,7 @@ class Gateway:
                 response_cache.sweep()
                 self.metrics.cache_entries.set(len(response_cache))
 
-    async def startup(self, app: web.Application) -> None:
+    async def startup(self) -> None:
         """Open the engine session, load the policy and keys, start the file watch."""
         if self.settings.policy_file is not None:
             try:
@@ -353,7 +356,7 @@ class Gateway:
         self._spawn(self._watcher.run())
         self._spawn(self._sweep())
 
-    async def cleanup(self, app: web.Application) -> None:
+    async def cleanup(self) -> None:
         """Stop background tasks and close the engine session."""
         for task in list(self._tasks):
             task.cancel()
@@ -362,38 +365,33 @@ class Gateway:
                 await task
         await self.upstream.close()
 
-    # ---------------------------------------------------------------- middleware
+    # ------------------------------------------------------------------ routing
 
-    @web.middleware
-    async def middleware(
-        self,
-        request: web.Request,
-        handler: typedefs.Handler,
-    ) -> web.StreamResponse:
-        """Request id, metrics, access log, and OpenAI-style errors for everything."""
+    def body_limit(self) -> int:
+        """The largest request body kept, in bytes (the policy's `maxBodyBytes`)."""
+        return self.runtime.policy.max_body_bytes
+
+    async def handle(self, request: httpd.Request) -> httpd.Response | httpd.EventStream:
+        """Route a request; request id, metrics, access log, OpenAI-style errors for all."""
         started = time.perf_counter()
-        ctx = RequestContext(_request_id(request.headers.get("X-Request-Id")), started, "")
-        ctx.route = _route_label(request)
-        request[CONTEXT] = ctx
+        ctx = RequestContext(_request_id(request.headers.get("X-Request-Id")), started, UNMATCHED)
         token = jsonlog.request_id.set(ctx.request_id)
         self.metrics.in_flight.inc()
         status = 500
         try:
-            response: web.StreamResponse
+            response: httpd.Response | httpd.EventStream
             try:
-                response = await handler(request)
+                response = await self._dispatch(request, ctx)
             except errors.GatewayError as exc:
-                response = exc.response(ctx.request_id)
-            except web.HTTPException as exc:
-                response = self._http_error(request, exc).response(ctx.request_id)
+                response = httpd.error_response(exc)
             except ConnectionResetError:
                 status = CLIENT_CLOSED
                 self.metrics.client_disconnects.labels(ctx.route).inc()
                 raise
             except Exception:
                 logger.exception("unhandled error")
-                response = errors.internal(ctx.request_id).response(ctx.request_id)
-            if not response.prepared:
+                response = httpd.error_response(errors.internal(ctx.request_id))
+            if isinstance(response, httpd.Response):
                 response.headers["X-Request-Id"] = ctx.request_id
             status = response.status
             if ctx.client_gone:
@@ -405,24 +403,25 @@ class Gateway:
             self.metrics.client_disconnects.labels(ctx.route).inc()
             raise
         finally:
-            # Metrics and the log line are recorded right after aiohttp has written the
-            # response (the next turn of the loop, in this request's context), so that
-            # the client does not wait for them.
+            # Metrics and the log line are recorded right after the server has written
+            # the response (the next turn of the loop, in this request's context), so
+            # that the client does not wait for them.
             elapsed = time.perf_counter() - started
             asyncio.get_running_loop().call_soon(self._finish, request.method, ctx, status, elapsed)
             self.metrics.in_flight.dec()
             jsonlog.request_id.reset(token)
 
-    def _http_error(self, request: web.Request, exc: web.HTTPException) -> errors.GatewayError:
-        if isinstance(exc, web.HTTPNotFound):
-            return errors.not_found(request.path)
-        if isinstance(exc, web.HTTPMethodNotAllowed):
-            return errors.method_not_allowed(request.method, exc.allowed_methods)
-        if isinstance(exc, web.HTTPRequestEntityTooLarge):
-            return errors.body_too_large(self.runtime.policy.max_body_bytes)
-        return errors.GatewayError(
-            exc.status, exc.reason, "invalid_request_error" if exc.status < 500 else "server_error"
-        )
+    async def _dispatch(
+        self, request: httpd.Request, ctx: RequestContext
+    ) -> httpd.Response | httpd.EventStream:
+        methods = self._handlers.get(request.path)
+        if methods is None:
+            raise errors.not_found(request.path)
+        ctx.route = request.path
+        handler = methods.get(request.method)
+        if handler is None:
+            raise errors.method_not_allowed(request.method, frozenset(methods))
+        return await handler(request, ctx)
 
     def _finish(self, method: str, ctx: RequestContext, status: int, elapsed: float) -> None:
         """Count and time a finished request, and write its log line."""
@@ -463,7 +462,9 @@ class Gateway:
 
     # ------------------------------------------------------------------- helpers
 
-    def _authenticate(self, request: web.Request, runtime: Runtime) -> str | None:
+    def _authenticate(
+        self, request: httpd.Request, ctx: RequestContext, runtime: Runtime
+    ) -> str | None:
         if not runtime.policy.api_keys.enabled:
             return None
         key_id = self.keys.authenticate(auth.bearer_token(request.headers.get("Authorization")))
@@ -475,7 +476,7 @@ class Gateway:
                 if missing
                 else "Invalid API key."
             )
-        request[CONTEXT].key_id = key_id
+        ctx.key_id = key_id
         return key_id
 
     def _rate_limit(self, runtime: Runtime, key_id: str | None, prompt_tokens: int) -> None:
@@ -487,18 +488,16 @@ class Gateway:
             self.metrics.rate_limited.labels(limit).inc()
             raise errors.rate_limited(limit, wait)
 
-    async def _read_json(
-        self, request: web.Request, runtime: Runtime
-    ) -> tuple[bytes, dict[str, Any]]:
-        """The request body, raw and as a JSON object, enforcing content type and size."""
-        if request.headers.get("Content-Type") != "application/json" and (
-            request.content_type != "application/json"
-            and not request.content_type.endswith("+json")
-        ):
+    @staticmethod
+    def _read_json(request: httpd.Request, runtime: Runtime) -> dict[str, Any]:
+        """The request body as a JSON object, enforcing content type and size."""
+        content_type = request.content_type
+        if content_type != _JSON and not content_type.endswith("+json"):
             raise errors.unsupported_media_type(request.headers.get("Content-Type", ""))
-        raw = await self._read_raw(request, runtime.policy.max_body_bytes)
+        if request.too_large:
+            raise errors.body_too_large(runtime.policy.max_body_bytes)
         try:
-            body = fastjson.loads(raw)
+            body = fastjson.loads(request.body)
         except (fastjson.JSONDecodeError, UnicodeDecodeError):
             raise errors.invalid_request(
                 "The request body is not valid JSON.", code="invalid_json"
@@ -507,43 +506,26 @@ class Gateway:
             raise errors.invalid_request(
                 "The request body must be a JSON object.", code="invalid_json"
             )
-        return raw, body
-
-    @staticmethod
-    async def _read_raw(request: web.Request, limit: int) -> bytes:
-        if request.content_length is not None and request.content_length > limit:
-            raise errors.body_too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            try:
-                chunk = await request.content.readany()
-            except (aiohttp.ClientPayloadError, http_exceptions.HttpProcessingError):
-                raise errors.invalid_request(
-                    "The request body could not be read completely.", code="incomplete_body"
-                ) from None
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise errors.body_too_large(limit)
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return body
 
     def _record(self, stage: str, findings: tuple[pipeline.Finding, ...]) -> None:
         for finding in findings:
             self.metrics.guardrail_verdicts.labels(stage, finding.check, finding.action.value).inc()
 
     async def _send(
-        self, request: web.Request, path: str, body: bytes | None, runtime: Runtime
+        self,
+        request: httpd.Request,
+        ctx: RequestContext,
+        path: str,
+        body: bytes | None,
+        runtime: Runtime,
     ) -> upstream.EngineResponse:
-        ctx = request[CONTEXT]
         ctx.proxied = True
         headers = self.upstream.headers(
             request.headers, ctx.request_id, not runtime.policy.api_keys.enabled
         )
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = _JSON
         started = time.perf_counter()
         try:
             return await self.upstream.send(request.method, path, headers, body)
@@ -564,18 +546,16 @@ class Gateway:
             ctx.upstream_seconds += time.perf_counter() - started
 
     @staticmethod
-    def _passthrough(response: upstream.EngineResponse, body: bytes) -> web.Response:
-        content_type = response.headers.get("Content-Type", "application/json")
-        if response.status >= 400 and not content_type.startswith("application/json"):
-            return errors.GatewayError(
+    def _passthrough(response: upstream.EngineResponse, body: bytes) -> httpd.Response:
+        content_type = response.headers.get("Content-Type", _JSON)
+        if response.status >= 400 and not content_type.startswith(_JSON):
+            raise errors.GatewayError(
                 response.status,
                 f"The model server answered HTTP {response.status}.",
                 "server_error" if response.status >= 500 else "invalid_request_error",
                 "upstream_error",
-            ).response()
-        return web.Response(
-            status=response.status, body=body, headers={"Content-Type": content_type}
-        )
+            )
+        return httpd.Response(response.status, body, {"Content-Type": content_type})
 
     def _count_tokens(self, ctx: RequestContext, runtime: Runtime, usage: sse.Usage) -> None:
         model = ctx.model or "unknown"
@@ -594,77 +574,77 @@ class Gateway:
 
     # ------------------------------------------------------------ simple routes
 
-    async def health(self, request: web.Request) -> web.Response:
+    async def health(self, request: httpd.Request, ctx: RequestContext) -> httpd.Response:
         """The gateway process is alive."""
-        return web.json_response({"status": "ok"})
+        return _json({"status": "ok"})
 
-    async def ready(self, request: web.Request) -> web.Response:
+    async def ready(self, request: httpd.Request, ctx: RequestContext) -> httpd.Response:
         """Ready only when the engine's /health answers 200."""
         if await self.upstream.health():
-            return web.json_response({"status": "ready"})
-        return errors.GatewayError(
+            return _json({"status": "ready"})
+        raise errors.GatewayError(
             503,
             "The model server is not ready.",
             "server_error",
             "upstream_not_ready",
             headers=errors.retry_after(2),
-        ).response()
+        )
 
-    async def own_metrics(self, request: web.Request) -> web.Response:
+    async def own_metrics(self, request: httpd.Request, ctx: RequestContext) -> httpd.Response:
         """The gateway's metrics."""
         body, content_type = self.metrics.render()
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return httpd.Response(200, body, {"Content-Type": content_type})
 
-    async def engine_metrics(self, request: web.Request) -> web.Response:
+    async def engine_metrics(self, request: httpd.Request, ctx: RequestContext) -> httpd.Response:
         """The engine's metrics, proxied."""
-        ctx = request[CONTEXT]
-        response = await self._send(request, "/metrics", None, self.runtime)
+        response = await self._send(request, ctx, "/metrics", None, self.runtime)
         try:
             body = await self._read_upstream(ctx, response)
         finally:
             response.close()
         ctx.proxied = False  # a scrape, not a model request
-        return web.Response(
-            status=response.status,
-            body=body,
-            headers={"Content-Type": response.headers.get("Content-Type", "text/plain")},
-        )
+        content_type = response.headers.get("Content-Type", "text/plain")
+        return httpd.Response(response.status, body, {"Content-Type": content_type})
 
-    async def models(self, request: web.Request) -> web.Response:
+    async def models(self, request: httpd.Request, ctx: RequestContext) -> httpd.Response:
         """The engine's model list."""
         runtime = self.runtime
-        self._authenticate(request, runtime)
-        response = await self._send(request, MODELS, None, runtime)
+        self._authenticate(request, ctx, runtime)
+        response = await self._send(request, ctx, MODELS, None, runtime)
         try:
-            body = await self._read_upstream(request[CONTEXT], response)
+            body = await self._read_upstream(ctx, response)
         finally:
             response.close()
         return self._passthrough(response, body)
 
-    async def embeddings(self, request: web.Request) -> web.Response:
+    async def embeddings(self, request: httpd.Request, ctx: RequestContext) -> httpd.Response:
         """Embeddings, passed through after authentication and the request budget."""
         runtime = self.runtime
-        key_id = self._authenticate(request, runtime)
-        raw, body = await self._read_json(request, runtime)
+        key_id = self._authenticate(request, ctx, runtime)
+        body = self._read_json(request, runtime)
         if isinstance(body.get("model"), str):
-            request[CONTEXT].model = body["model"]
+            ctx.model = body["model"]
         self._rate_limit(runtime, key_id, 0)
-        response = await self._send(request, EMBEDDINGS, raw, runtime)
+        response = await self._send(request, ctx, EMBEDDINGS, request.body, runtime)
         try:
-            raw = await self._read_upstream(request[CONTEXT], response)
+            raw = await self._read_upstream(ctx, response)
         finally:
             response.close()
         return self._passthrough(response, raw)
 
     # --------------------------------------------------------- checked routes
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
+    async def chat(
+        self, request: httpd.Request, ctx: RequestContext
+    ) -> httpd.Response | httpd.EventStream:
         """POST /v1/chat/completions."""
-        return await self._generate(request, chat=True)
+        return await self._generate(request, ctx, chat=True)
 
-    async def completions(self, request: web.Request) -> web.StreamResponse:
+    async def completions(
+        self, request: httpd.Request, ctx: RequestContext
+    ) -> httpd.Response | httpd.EventStream:
         """POST /v1/completions."""
-        return await self._generate(request, chat=False)
+        return await self._generate(request, ctx, chat=False)
 
     def _check_total_length(
         self, ctx: RequestContext, runtime: Runtime, slots: list[TextSlot]
@@ -685,13 +665,12 @@ class Gateway:
         raise errors.guardrail_violation(finding)
 
     async def _check_input(
-        self, request: web.Request, runtime: Runtime, slots: list[TextSlot]
+        self, ctx: RequestContext, runtime: Runtime, slots: list[TextSlot]
     ) -> bool:
         """Run the input guardrails; True if a redaction changed the request body."""
         guard = runtime.input_guard
         if guard is None:
             return False
-        ctx = request[CONTEXT]
         changed = False
         started = time.perf_counter()
         try:
@@ -725,12 +704,14 @@ class Gateway:
                 raise errors.guardrail_violation(finding)
         return changed
 
-    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+    async def _generate(
+        self, request: httpd.Request, ctx: RequestContext, chat: bool
+    ) -> httpd.Response | httpd.EventStream:
         runtime = self.runtime
-        ctx = request[CONTEXT]
         route = CHAT if chat else COMPLETIONS
-        key_id = self._authenticate(request, runtime)
-        raw, body = await self._read_json(request, runtime)
+        key_id = self._authenticate(request, ctx, runtime)
+        raw = request.body
+        body = self._read_json(request, runtime)
         model = body.get("model")
         ctx.model = model if isinstance(model, str) else self.settings.model_name
         stream = body.get("stream") is True
@@ -740,7 +721,7 @@ class Gateway:
         if runtime.limiter is not None and runtime.limiter.tokens_per_minute is not None:
             estimate = sum(self.tokens.count(slot.text) for slot in slots)
         self._rate_limit(runtime, key_id, estimate)
-        if await self._check_input(request, runtime, slots):
+        if await self._check_input(ctx, runtime, slots):
             raw = b""  # redacted: the body must be serialised again
 
         lookup: cache.RequestKey | None = None
@@ -754,17 +735,17 @@ class Gateway:
                     return hit
 
         if stream:
-            return await self._stream(request, runtime, route, body, chat, key_id, estimate)
+            return await self._stream(request, ctx, runtime, route, body, chat, key_id, estimate)
 
         payload = raw or fastjson.dumps(body)
-        response = await self._send(request, route, payload, runtime)
+        response = await self._send(request, ctx, route, payload, runtime)
         try:
             raw = await self._read_upstream(ctx, response)
         finally:
             response.close()
         if response.status != 200:
             return self._passthrough(response, raw)
-        out, usage = self._check_output(request, runtime, raw, chat)
+        out, usage = self._check_output(ctx, runtime, raw, chat)
         if usage is not None:
             self._count_tokens(ctx, runtime, usage)
             if key_id is not None and runtime.limiter is not None:
@@ -782,14 +763,14 @@ class Gateway:
                 ),
             )
             self.metrics.cache_entries.set(len(runtime.cache))
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": _JSON}
         if runtime.cache is not None:
             headers["X-Cache"] = "miss" if lookup is not None else "bypass"
-        return web.Response(status=200, body=out, headers=headers)
+        return httpd.Response(200, out, headers)
 
     async def _cache_lookup(
         self, runtime: Runtime, response_cache: cache.SemanticCache, lookup: cache.RequestKey
-    ) -> tuple[web.Response | None, embed.Vector | None]:
+    ) -> tuple[httpd.Response | None, embed.Vector | None]:
         """A response from the cache, or None and the embedding computed for storing later."""
         entry = response_cache.get_exact(lookup.exact)
         kind = "exact"
@@ -808,17 +789,11 @@ class Gateway:
             self.metrics.cache_misses.inc()
             return None, vector
         self.metrics.cache_hits.labels(kind).inc()
-        return (
-            web.Response(
-                status=200,
-                body=entry.response.body,
-                headers={"Content-Type": "application/json", "X-Cache": f"hit_{kind}"},
-            ),
-            vector,
-        )
+        headers = {"Content-Type": _JSON, "X-Cache": f"hit_{kind}"}
+        return httpd.Response(200, entry.response.body, headers), vector
 
     def _check_output(
-        self, request: web.Request, runtime: Runtime, raw: bytes, chat: bool
+        self, ctx: RequestContext, runtime: Runtime, raw: bytes, chat: bool
     ) -> tuple[bytes, sse.Usage | None]:
         """Apply the output guardrails to each choice of a complete response."""
         try:
@@ -852,7 +827,7 @@ class Gateway:
                     self._record("output", result.findings)
                 blocked = result.blocked
                 if blocked is not None:
-                    request[CONTEXT].blocked_by = blocked.check
+                    ctx.blocked_by = blocked.check
                     raise errors.guardrail_violation(blocked)
                 if result.text != holder[key]:
                     holder[key] = result.text
@@ -865,16 +840,16 @@ class Gateway:
 
     async def _stream(
         self,
-        request: web.Request,
+        request: httpd.Request,
+        ctx: RequestContext,
         runtime: Runtime,
         route: str,
         body: dict[str, Any],
         chat: bool,
         key_id: str | None,
         estimate: int,
-    ) -> web.StreamResponse:
+    ) -> httpd.Response | httpd.EventStream:
         """Proxy an SSE stream, scanning each choice incrementally."""
-        ctx = request[CONTEXT]
         options = body.get("stream_options")
         client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         if not client_wants_usage:
@@ -882,14 +857,13 @@ class Gateway:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        response = await self._send(request, route, fastjson.dumps(body), runtime)
+        response = await self._send(request, ctx, route, fastjson.dumps(body), runtime)
         try:
             content_type = response.headers.get("Content-Type", "")
             if response.status != 200 or not content_type.startswith("text/event-stream"):
                 raw = await self._read_upstream(ctx, response)
                 return self._passthrough(response, raw)
-            out = _EventStream(status=200, headers={**_SSE_HEADERS, "X-Request-Id": ctx.request_id})
-            await out.prepare(request)
+            out = request.stream(200, {**_SSE_HEADERS, "X-Request-Id": ctx.request_id})
             filter_ = sse.StreamFilter(
                 runtime.output_guard, chat, client_wants_usage, lambda f: self._record("output", f)
             )
@@ -923,7 +897,7 @@ class Gateway:
         self,
         ctx: RequestContext,
         response: upstream.EngineResponse,
-        out: web.StreamResponse,
+        out: httpd.EventStream,
         filter_: sse.StreamFilter,
     ) -> None:
         splitter = sse.EventSplitter()
@@ -979,24 +953,40 @@ class Gateway:
         await out.write_eof(final)
 
 
-GATEWAY = web.AppKey("llm_gateway", Gateway)
+class Service:
+    """A started gateway behind its HTTP server; `stop()` ends both."""
 
+    def __init__(self, gateway: Gateway, server: httpd.Server) -> None:
+        self.gateway = gateway
+        self.server = server
 
-def build_app(
-    settings: config.Settings, registry: metrics.Metrics | None = None
-) -> web.Application:
-    """The gateway application for `settings`; a fresh metrics registry unless one is given."""
-    gateway = Gateway(settings, registry)
-    app = web.Application(middlewares=[gateway.middleware], client_max_size=2**31)
-    app[GATEWAY] = gateway
-    app.on_startup.append(gateway.startup)
-    app.on_cleanup.append(gateway.cleanup)
-    app.router.add_post(CHAT, gateway.chat)
-    app.router.add_post(COMPLETIONS, gateway.completions)
-    app.router.add_post(EMBEDDINGS, gateway.embeddings)
-    app.router.add_get(MODELS, gateway.models, allow_head=False)
-    app.router.add_get("/health", gateway.health, allow_head=False)
-    app.router.add_get("/ready", gateway.ready, allow_head=False)
-    app.router.add_get("/metrics", gateway.own_metrics, allow_head=False)
-    app.router.add_get("/metrics/engine", gateway.engine_metrics, allow_head=False)
-    return app
+    @classmethod
+    async def start(
+        cls, settings: config.Settings, registry: metrics.Metrics | None = None
+    ) -> Service:
+        """Load the policy, open the engine pool, and listen on `settings.host`:`port`.
+
+        Raises `ValueError` for an engine URL the gateway cannot use and
+        `config.PolicyError` for an invalid policy file.
+        """
+        gateway = Gateway(settings, registry)
+        server = httpd.Server(gateway.handle, gateway.body_limit)
+        try:
+            await gateway.startup()
+            await server.start(settings.host, settings.port)
+        except BaseException:
+            await gateway.cleanup()
+            raise
+        return cls(gateway, server)
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful when `settings.port` is 0)."""
+        return self.server.port
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop listening, let requests in progress finish for up to `grace` s, clean up."""
+        try:
+            await self.server.close(grace)
+        finally:
+            await self.gateway.cleanup()

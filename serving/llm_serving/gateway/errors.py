@@ -3,9 +3,9 @@
 Every response the gateway itself refuses or fails carries the body clients of the
 OpenAI API already parse, `{"error": {"message", "type", "param", "code"}}`, with a
 fitting HTTP status (and `Retry-After` where waiting helps). Handlers raise
-`GatewayError`; the error middleware in `app.py` turns it, and anything unexpected,
-into such a response, so there is never a bare 500 or an HTML error page. Messages
-never quote the prompt or the completion.
+`GatewayError`; the request handler in `app.py` turns it, and anything unexpected,
+into such a response (`httpd.error_response`), so there is never a bare 500 or an
+HTML error page. Messages never quote the prompt or the completion.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
-
-from aiohttp import web
 
 from llm_serving.gateway import fastjson
 from llm_serving.guardrails import pipeline
@@ -53,17 +51,9 @@ class GatewayError(Exception):
         """The error document for this error."""
         return error_body(self.message, self.type, self.code, self.param)
 
-    def response(self, request_id: str | None = None) -> web.Response:
-        """An aiohttp response carrying this error."""
-        headers = dict(self.headers)
-        if request_id:
-            headers["X-Request-Id"] = request_id
-        return web.Response(
-            status=self.status,
-            body=fastjson.dumps(self.body()),
-            content_type=JSON_CONTENT_TYPE,
-            headers=headers,
-        )
+    def encoded(self) -> bytes:
+        """The error document as JSON bytes."""
+        return fastjson.dumps(self.body())
 
 
 def retry_after(seconds: float) -> dict[str, str]:
@@ -123,6 +113,16 @@ def method_not_allowed(method: str, allowed: set[str] | frozenset[str]) -> Gatew
         "invalid_request_error",
         "method_not_allowed",
         headers={"Allow": ", ".join(sorted(allowed))},
+    )
+
+
+def headers_too_large(limit: int) -> GatewayError:
+    """HTTP 431 for a request line and headers over `limit` bytes together."""
+    return GatewayError(
+        431,
+        f"The request line and headers are larger than {limit} bytes.",
+        "invalid_request_error",
+        "headers_too_large",
     )
 
 

@@ -1,13 +1,13 @@
 """Command line of the gateway sidecar: `llm-serving gateway` parses its flags here and serves.
 
 `main(argv)` reads the flags into `config.Settings`, switches logging to JSON
-lines, and runs the aiohttp application until SIGINT or SIGTERM, with handler
-cancellation on so that a client that disconnects cancels its upstream request at
-once. The event loop is uvloop's when it is installed (the `serving` extra brings it;
+lines, and serves (`app.Service`) until SIGINT or SIGTERM; then it stops listening
+and gives the requests in progress up to `SHUTDOWN_TIMEOUT` seconds to finish. The
+event loop is uvloop's when it is installed (the `serving` extra brings it;
 `--event-loop asyncio` opts out), which makes each request's socket work cheaper.
-It returns a process exit code: 0 after a clean stop, 2 when the policy file given
-at start-up is invalid (the container then fails visibly instead of serving without
-the guardrails it was given).
+It returns a process exit code: 0 after a clean stop, 2 when the engine URL is
+unusable or the policy file given at start-up is invalid (the container then fails
+visibly instead of serving without the guardrails it was given).
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import gc
 import logging
 import os
 import pathlib
-
-from aiohttp import web
+import signal
 
 from llm_serving.gateway import app, config, jsonlog
 
 logger = logging.getLogger(__name__)
+
+#: Seconds the requests in progress get to finish after SIGTERM (a stream may be cut).
+SHUTDOWN_TIMEOUT = 30.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -105,7 +107,7 @@ def event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-async def _freeze_startup_objects(application: web.Application) -> None:
+def _freeze_startup_objects() -> None:
     """Keep what start-up loaded (models, vocabularies: ~10^5 objects) out of collections.
 
     They live as long as the process; without this, each full collection walks them all
@@ -113,6 +115,29 @@ async def _freeze_startup_objects(application: web.Application) -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+async def serve(settings: config.Settings) -> int:
+    """Serve until SIGINT or SIGTERM, then stop gracefully; returns the exit code."""
+    try:
+        service = await app.Service.start(settings)
+    except (ValueError, config.PolicyError) as exc:  # an unusable engine URL or policy file
+        logger.error("cannot start: %s", exc)
+        return 2
+    _freeze_startup_objects()
+    logger.info(
+        "gateway listening on %s:%d, engine %s", settings.host, service.port, settings.upstream
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        logger.info("stopping: finishing the requests in progress")
+    finally:
+        await service.stop(SHUTDOWN_TIMEOUT)
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -124,28 +149,7 @@ def main(argv: list[str]) -> int:
     jsonlog.configure(args.log_level.upper())
     settings = settings_from(args)
     loop = event_loop(args.event_loop)
-    logger.info(
-        "gateway listening on %s:%d, engine %s", settings.host, settings.port, settings.upstream
-    )
     try:
-        application = app.build_app(settings)
-    except ValueError as exc:  # an engine URL the gateway cannot use
-        logger.error("cannot start: %s", exc)
+        return loop.run_until_complete(serve(settings))
+    finally:
         loop.close()
-        return 2
-    try:
-        application.on_startup.append(_freeze_startup_objects)  # after the gateway's own
-        web.run_app(
-            application,
-            host=settings.host,
-            port=settings.port,
-            handler_cancellation=True,
-            access_log=None,
-            print=None,
-            shutdown_timeout=30.0,
-            loop=loop,
-        )
-    except config.PolicyError as exc:
-        logger.error("cannot start: %s", exc)
-        return 2
-    return 0

@@ -3,9 +3,9 @@
 `ScriptedEngine` is a tiny aiohttp server speaking vLLM's routes whose answers,
 stream chunking and delays each test sets, and which records what it received and
 whether a stream it was sending got cancelled. `start_gateway` runs the real
-gateway application on a real socket (aiohttp's TestServer, which enables handler
-cancellation as the production runner does) in front of any upstream URL; `sim_stack`
-puts it in front of the engine simulator, `stack` in front of a `ScriptedEngine`.
+gateway (`app.Service`, as `llm-serving gateway` does) on a real socket in front of
+any upstream URL; `sim_stack` puts it in front of the engine simulator, `stack` in
+front of a `ScriptedEngine`.
 """
 
 from __future__ import annotations
@@ -222,12 +222,18 @@ class ScriptedEngine:
 class Running:
     """A started gateway and its base URL."""
 
-    server: test_utils.TestServer
-    gateway: app.Gateway
+    service: app.Service
+
+    @property
+    def gateway(self) -> app.Gateway:
+        return self.service.gateway
 
     @property
     def url(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
+        return f"http://127.0.0.1:{self.service.port}"
+
+    async def close(self) -> None:
+        await self.service.stop(grace=5.0)
 
 
 async def start_engine(engine: ScriptedEngine) -> test_utils.TestServer:
@@ -280,14 +286,7 @@ async def start_gateway(
         model_name="test-model",
         poll_interval=poll_interval,
     )
-    application = app.build_app(settings)
-    server = test_utils.TestServer(application, host="127.0.0.1")
-    try:
-        await server.start_server()
-    except BaseException:
-        await server.close()
-        raise
-    return Running(server, application[app.GATEWAY])
+    return Running(await app.Service.start(settings))
 
 
 @contextlib.asynccontextmanager
@@ -307,7 +306,7 @@ async def stack(
         yield Stack(engine, engine_server, gateway, client)
     finally:
         await client.close()
-        await gateway.server.close()
+        await gateway.close()
         await engine_server.close()
 
 
@@ -382,5 +381,5 @@ async def sim_stack(
         yield SimStack(sim_app[sim_server.ENGINE_KEY], server, gateway, client)
     finally:
         await client.close()
-        await gateway.server.close()
+        await gateway.close()
         await server.close()

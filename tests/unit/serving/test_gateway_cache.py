@@ -180,7 +180,7 @@ async def test_gateway_cache_with_openai_embedder(tmp_path: pathlib.Path) -> Non
             assert len(embedding_calls) == 2
             assert embedding_calls[0]["model"] == "test-model"
     finally:
-        await running.server.close()
+        await running.close()
         await engine_server.close()
 
 

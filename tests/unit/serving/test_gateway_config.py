@@ -136,7 +136,7 @@ async def test_configmap_swap_is_picked_up(tmp_path: pathlib.Path) -> None:
         await asyncio.sleep(0.3)
         assert gateway.runtime.policy.input.pii.action is policy.Action.BLOCK
     finally:
-        await running.server.close()
+        await running.close()
         await engine_server.close()
 
 

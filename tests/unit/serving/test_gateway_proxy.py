@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from llm_serving.gateway import app, sse
+from llm_serving.gateway import app, httpd, sse
 from tests.unit.serving import gateway_support as support
 
 CHAT_BODY = {
@@ -207,7 +207,7 @@ async def test_upstream_down_is_503_with_retry_after(tmp_path: pathlib.Path) -> 
             async with client.get(f"{gateway.url}/metrics/engine") as response:
                 assert response.status == 503
     finally:
-        await gateway.server.close()
+        await gateway.close()
 
 
 async def test_upstream_timeout_is_504(tmp_path: pathlib.Path) -> None:
@@ -346,13 +346,13 @@ async def test_a_stream_read_at_once_sends_its_first_text_ahead_of_the_rest(
         writer.close()
 
     writes: list[bytes] = []
-    write = app._EventStream.write
+    write = httpd.EventStream.write
 
-    async def recording(self: app._EventStream, data: bytes) -> None:
+    async def recording(self: httpd.EventStream, data: bytes) -> None:
         writes.append(bytes(data))
         await write(self, data)
 
-    monkeypatch.setattr(app._EventStream, "write", recording)
+    monkeypatch.setattr(httpd.EventStream, "write", recording)
     server = await asyncio.start_server(engine, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     running = await support.start_gateway(f"http://127.0.0.1:{port}", tmp_path, {"enabled": True})
@@ -365,7 +365,7 @@ async def test_a_stream_read_at_once_sends_its_first_text_ahead_of_the_rest(
         ):
             events = await support.sse_events(response)
     finally:
-        await running.server.close()
+        await running.close()
         server.close()
         await server.wait_closed()
     assert support.streamed_text(events) == "".join(words)

@@ -1,17 +1,12 @@
-"""SSE parsing, per-choice stream filtering and the SSE response's writes, without sockets."""
+"""SSE parsing and per-choice stream filtering, without sockets."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
-from unittest import mock
-
-from aiohttp.http_writer import StreamWriter
-from aiohttp.test_utils import make_mocked_request
 
 from llm_serving import policy
-from llm_serving.gateway import app, sse
+from llm_serving.gateway import sse
 from llm_serving.guardrails import pipeline
 
 EMAIL = "ann.lee@example.com"
@@ -112,31 +107,3 @@ def test_without_guard_chunks_pass_unchanged_and_done_is_added_at_eof() -> None:
     data = json.dumps({"choices": [{"index": 0, "text": EMAIL, "finish_reason": None}]})
     assert _decode(stream_filter.feed(data).events)[0]["choices"][0]["text"] == EMAIL
     assert stream_filter.end_of_stream().events == [sse.DONE]
-
-
-async def test_event_stream_headers_leave_with_the_first_events_in_one_write() -> None:
-    """The gateway's SSE response sends nothing at prepare(): headers go with the events."""
-    loop = asyncio.get_running_loop()
-    writes: list[bytes] = []
-    transport = mock.Mock()
-    transport.write.side_effect = writes.append
-    transport.writelines.side_effect = lambda parts: writes.append(b"".join(parts))
-    transport.is_closing.return_value = False
-    protocol = mock.Mock(transport=transport, writing_paused=False)
-    protocol._drain_helper = mock.AsyncMock()
-    request = make_mocked_request(
-        "POST",
-        "/v1/chat/completions",
-        writer=StreamWriter(protocol, loop),
-        protocol=protocol,
-        transport=transport,
-    )
-    out = app._EventStream(status=200, headers={"Content-Type": "text/event-stream"})
-    await out.prepare(request)
-    assert writes == []
-    await out.write(b"data: {}\n\n")
-    assert len(writes) == 1
-    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
-    assert writes[0].endswith(b"\r\n\r\na\r\ndata: {}\n\n\r\n")  # headers, then the chunk
-    await out.write_eof(sse.DONE)
-    assert writes[1:] == [b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"]  # last events and the end
