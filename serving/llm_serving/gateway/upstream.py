@@ -162,6 +162,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, pool: EnginePool) -> None:
         self._pool = pool
+        self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each call is a getpid()
         self.transport: asyncio.Transport | None = None
         self.open = False
         self.reusable = True
@@ -343,7 +344,7 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     async def _wait(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(self._pool.read_timeout, _expire, waiter)
         try:
