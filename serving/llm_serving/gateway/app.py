@@ -133,8 +133,8 @@ def _request_id(header: str | None) -> str:
     return f"{random.getrandbits(128):032x}"  # 32 hex digits, like uuid4().hex, no syscall
 
 
-def _json(document: dict[str, Any], status: int = 200) -> httpd.Response:
-    return httpd.Response(status, fastjson.dumps(document), {"Content-Type": _JSON})
+def _json(document: dict[str, Any]) -> httpd.Response:
+    return httpd.Response(200, fastjson.dumps(document), {"Content-Type": _JSON})
 
 
 @dataclasses.dataclass
