@@ -29,13 +29,20 @@ a busy loop at idle priority (SCHED_IDLE) on each core, which runs only when the
 core would otherwise halt and takes no time from the processes measured. The
 difference between the two is what waking the halted vCPUs costs.
 
+With `--baseline DIR`, a checkout of another commit (made with `git worktree add`,
+its compiled module built in place with `python setup.py build_ext --inplace`), a
+third gateway runs that commit's code with the same policy on the same core, and
+answers the sequential phases in turn with the others: a same-run comparison of two
+versions, printed as one more column of the second table.
+
 It prints a markdown table and the goals (at most 1 ms added at p50, at least 70% of
 direct throughput) with pass or fail. Bounded: by default 1 000 sequential requests
 per mode and condition, half as many streamed, and 6 s at saturation per mode; a full
 run takes about a minute.
 
-    .venv/bin/python bench/gateway.py            # full run
-    .venv/bin/python bench/gateway.py --quick    # smoke run
+    .venv/bin/python bench/gateway.py                      # full run
+    .venv/bin/python bench/gateway.py --quick              # smoke run
+    .venv/bin/python bench/gateway.py --baseline ../old    # and another commit's gateway
 """
 
 from __future__ import annotations
@@ -117,14 +124,25 @@ def _pinned(core: int) -> Any:
     return pin
 
 
-def _spawn(module: str, args: list[str], core: int, log: pathlib.Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    module: str,
+    args: list[str],
+    core: int,
+    log: pathlib.Path,
+    tree: pathlib.Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `module`'s server; from the checkout `tree` instead of this one when given."""
     code = f"import sys; from {module} import server; sys.exit(server.main(sys.argv[1:]))"
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree / "serving"), str(tree / "operator")])
     with log.open("wb") as sink:
         return subprocess.Popen(
             [sys.executable, "-c", code, *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             preexec_fn=_pinned(core),
+            env=env,
         )
 
 
@@ -350,23 +368,30 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 def _spawn_gateway(
-    port: int, sim_port: int, policy: pathlib.Path, log: pathlib.Path
+    port: int,
+    sim_port: int,
+    policy: pathlib.Path,
+    log: pathlib.Path,
+    tree: pathlib.Path | None = None,
 ) -> subprocess.Popen[bytes]:
     args = [
         "--host", "127.0.0.1", "--port", str(port),
         "--upstream", f"http://127.0.0.1:{sim_port}", "--policy-file", str(policy),
         "--model-name", MODEL, "--log-level", "warning",
     ]  # fmt: skip
-    return _spawn("llm_serving.gateway", args, GATEWAY_CORE, log)
+    return _spawn("llm_serving.gateway", args, GATEWAY_CORE, log, tree)
 
 
 @contextlib.contextmanager
-def _processes(workdir: pathlib.Path, policy_json: str) -> Iterator[tuple[dict[str, str], int]]:
+def _processes(
+    workdir: pathlib.Path, policy_json: str, baseline: pathlib.Path | None
+) -> Iterator[tuple[dict[str, str], int]]:
     """The simulator, the gateway under test and a second gateway with every check off.
 
-    Yields the base URL of each mode ("direct", "gateway", "bare") and the pid of the
-    gateway under test. Both gateways are pinned to the gateway's core; the bare one
-    is idle except in the sequential phases that measure it.
+    Yields the base URL of each mode ("direct", "gateway", "bare", and "baseline" when
+    `baseline` names another checkout) and the pid of the gateway under test. Every
+    gateway is pinned to the gateway's core; all but the one under test are idle
+    except in the sequential phases that measure them.
     """
     sim_port, gw_port, bare_port = _free_port(), _free_port(), _free_port()
     policy, bare_policy = workdir / "policy.json", workdir / "bare.json"
@@ -386,13 +411,18 @@ def _processes(workdir: pathlib.Path, policy_json: str) -> Iterator[tuple[dict[s
         _spawn_gateway(gw_port, sim_port, policy, workdir / "gateway.log"),
         _spawn_gateway(bare_port, sim_port, bare_policy, workdir / "bare.log"),
     ]
+    urls = {
+        "direct": f"http://127.0.0.1:{sim_port}",
+        "gateway": f"http://127.0.0.1:{gw_port}",
+        "bare": f"http://127.0.0.1:{bare_port}",
+    }
+    if baseline is not None:
+        port = _free_port()
+        log = workdir / "baseline.log"
+        gateways.append(_spawn_gateway(port, sim_port, policy, log, baseline))
+        urls["baseline"] = f"http://127.0.0.1:{port}"
     processes = [*gateways, sim]
     try:
-        urls = {
-            "direct": f"http://127.0.0.1:{sim_port}",
-            "gateway": f"http://127.0.0.1:{gw_port}",
-            "bare": f"http://127.0.0.1:{bare_port}",
-        }
         yield urls, gateways[0].pid
     finally:
         for process in processes:
@@ -444,11 +474,11 @@ async def _run(args: argparse.Namespace) -> int:
     duration = 2.0 if args.quick else args.duration
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _processes(pathlib.Path(tmp), args.policy) as (urls, gw_pid),
+        _processes(pathlib.Path(tmp), args.policy, args.baseline) as (urls, gw_pid),
     ):
         try:
             await _wait_ready(f"{urls['direct']}/health")
-            for mode in ("gateway", "bare"):
+            for mode in urls.keys() - {"direct"}:
                 await _wait_ready(f"{urls[mode]}/ready")
         except RuntimeError:
             _print_logs(pathlib.Path(tmp))
@@ -550,12 +580,18 @@ async def _run(args: argparse.Namespace) -> int:
         cells = (row.metric, row.direct, row.gateway, row.added, row.goal, row.result)
         print("| " + " | ".join(cells) + " |")
     print("\nWhere the added latency goes (p50 of sequential requests, ms; no goal here):\n")
-    print("| condition | direct | default checks | added | every check off | added |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    columns = {"gateway": "default checks", "bare": "every check off"}
+    if args.baseline is not None:
+        columns["baseline"] = f"baseline ({args.baseline.name}), same checks"
+    print("| condition | direct | " + " | ".join(f"{c} | added" for c in columns.values()) + " |")
+    print("| --- | ---: |" + " ---: | ---: |" * len(columns))
     for name, samples in by_condition.items():
         label = f"{name}, as in the table above" if name == MEASURED else name
-        d, g, b = (_pct(samples[mode], 0.5) for mode in ("direct", "gateway", "bare"))
-        cells = (label, f"{d:.2f}", f"{g:.2f}", f"{g - d:+.2f}", f"{b:.2f}", f"{b - d:+.2f}")
+        d = _pct(samples["direct"], 0.5)
+        cells = [label, f"{d:.2f}"]
+        for mode in columns:
+            p50 = _pct(samples[mode], 0.5)
+            cells += [f"{p50:.2f}", f"{p50 - d:+.2f}"]
         print("| " + " | ".join(cells) + " |")
     if errors:
         print(f"\n{errors} requests failed during the throughput runs.")
@@ -575,8 +611,16 @@ def main(argv: list[str]) -> int:
         default='{"enabled": true}',
         help="the gateway's policy document (default: every default check on)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=pathlib.Path,
+        help="a checkout of another commit whose gateway is measured beside this one "
+        "(its compiled module built in place)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.baseline is not None and not (args.baseline / "serving" / "llm_serving").is_dir():
+        parser.error(f"--baseline {args.baseline}: not a checkout of this project")
     if args.worker:
         print(json.dumps(asyncio.run(_worker(json.loads(args.worker)))))
         return 0
