@@ -2,7 +2,8 @@
 
 The in-process tests drive the gateway on the standard asyncio loop; the command
 runs it on uvloop, whose transports differ in type. This checks the whole command:
-start-up, readiness against the engine, a completion, a stream and a block.
+start-up, readiness against the engine, a completion, a stream, a block, and a
+clean stop on SIGTERM.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ async def test_gateway_command_in_front_of_the_simulator(tmp_path: pathlib.Path)
         "--upstream", f"http://127.0.0.1:{sim_port}", "--model-name", "tiny",
     ]  # fmt: skip
     base = f"http://127.0.0.1:{gw_port}"
-    with _serving(sim_args, sim_log), _serving(gw_args, gw_log):
+    with _serving(sim_args, sim_log), _serving(gw_args, gw_log) as gateway:
         async with aiohttp.ClientSession() as session:
             await _ready(session, f"{base}/ready", [sim_log, gw_log])
             for _ in range(3):  # several requests share the pooled engine connection
@@ -97,3 +98,6 @@ async def test_gateway_command_in_front_of_the_simulator(tmp_path: pathlib.Path)
             async with session.get(f"{base}/metrics/engine") as response:
                 assert response.status == 200
                 assert "vllm:num_requests_running" in await response.text()
+    # SIGTERM (what the kubelet sends) stops the gateway cleanly: exit code 0.
+    assert gateway.returncode == 0, gw_log.read_text()[-2000:]
+    assert "stopping: finishing the requests in progress" in gw_log.read_text()
