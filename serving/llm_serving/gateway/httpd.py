@@ -184,6 +184,10 @@ class _RefusedError(Exception):
         self.response = response
 
 
+def _head_too_large() -> _RefusedError:
+    return _RefusedError(error_response(errors.headers_too_large(MAX_HEAD)))
+
+
 class _Clock:
     """The `Date` header's value, formatted at most once a second."""
 
@@ -280,7 +284,7 @@ class Connection(asyncio.Protocol):
                     # unfinished header to itself, so its size is counted here.
                     self._raw_head += len(data)
                     if self._raw_head > MAX_HEAD:
-                        raise _RefusedError(error_response(errors.headers_too_large(MAX_HEAD)))
+                        raise _head_too_large()
                 data = b""
             except _RefusedError as refused:
                 self._refuse(refused.response)
@@ -323,7 +327,7 @@ class Connection(asyncio.Protocol):
     def _grow_head(self, size: int) -> None:
         self._head_size += size
         if self._head_size > MAX_HEAD:
-            raise _RefusedError(error_response(errors.headers_too_large(MAX_HEAD)))
+            raise _head_too_large()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -384,9 +388,8 @@ class Connection(asyncio.Protocol):
 
     def _enqueue(self, item: Request | Response) -> None:
         self._queue.append(item)
-        if self._reading and self._transport is not None and len(self._queue) >= MAX_QUEUED:
-            self._reading = False
-            self._transport.pause_reading()
+        if len(self._queue) >= MAX_QUEUED:
+            self._pause_reading()
         if self._task is None:
             self._task = self._loop.create_task(self._serve())
 
@@ -394,9 +397,17 @@ class Connection(asyncio.Protocol):
         """Answer `response` after the requests before it, then close; parse no more."""
         self._request = None
         self._enqueue(response)
+        self._pause_reading()
+
+    def _pause_reading(self) -> None:
         if self._reading and self._transport is not None:
             self._reading = False
             self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._reading and self._transport is not None:
+            self._reading = True
+            self._transport.resume_reading()
 
     # ----------------------------------------------------------------- serving
 
@@ -410,10 +421,8 @@ class Connection(asyncio.Protocol):
                     done = linger = True
                     await self.send(self._complete(item))
                     break
-                if not self._reading and len(self._queue) < MAX_QUEUED // 2:
-                    self._reading = True
-                    if self._transport is not None:
-                        self._transport.resume_reading()
+                if len(self._queue) < MAX_QUEUED // 2:
+                    self._resume_reading()
                 linger = item.too_large
                 await self._respond(item)
                 if not self.keep_alive:
@@ -445,8 +454,6 @@ class Connection(asyncio.Protocol):
         if isinstance(result, EventStream):
             if not result.finished and self.open:
                 await result.write_eof()
-            if not self.chunked:
-                self.keep_alive = False  # that body ended with the connection
             return
         await self.send(self._complete(result))
 
@@ -535,9 +542,7 @@ class Connection(asyncio.Protocol):
         self._discard = True
         if transport.can_write_eof():
             transport.write_eof()  # the answer is complete; the client's EOF closes
-        if not self._reading:
-            self._reading = True
-            transport.resume_reading()
+        self._resume_reading()
         self._linger_timer = self._loop.call_later(LINGER, transport.close)
 
     def shut_down(self) -> None:
