@@ -16,7 +16,7 @@
 #
 # Usage: hack/controlplane/build.sh [--paths]
 #   --paths  print KEY=VALUE lines (versions and cache paths) and build nothing;
-#            llm_operator.devcluster reads them to find the binaries.
+#            tests.support.devcluster reads them to find the binaries.
 set -euo pipefail
 
 # Versions. The Kubernetes and etcd versions are also pinned in the wrapper

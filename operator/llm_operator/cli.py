@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import pathlib
 import sys
+from collections.abc import Callable
 
-from llm_operator import render
+from llm_operator import errors, render
 from llm_operator.api import crd
 from llm_operator.builders import common
 
@@ -32,7 +34,7 @@ def _render(args: argparse.Namespace) -> int:
             objects += render.render_objects(
                 documents, source, options, namespace=args.namespace, owner_uid=args.owner_uid
             )
-        except render.RenderError as exc:
+        except errors.RenderError as exc:
             for line in exc.lines:
                 print(line, file=sys.stderr)
             failed = True
@@ -67,9 +69,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from llm_operator import devcluster
-
-    return devcluster.main(args.rest)
+    # The development cluster is not shipped: it lives in the checkout's tests/support.
+    root = pathlib.Path(__file__).resolve().parents[2]
+    if not (root / "tests" / "support" / "devcluster").is_dir():
+        print(
+            "llm-operator dev starts a local cluster from a source checkout of llm-operator "
+            f"(tests/support/devcluster); none found at {root}",
+            file=sys.stderr,
+        )
+        return 2
+    sys.path.insert(0, str(root))
+    main: Callable[[list[str]], int] = importlib.import_module(
+        "tests.support.devcluster.__main__"
+    ).main
+    return main(args.rest)
 
 
 def parser() -> argparse.ArgumentParser:

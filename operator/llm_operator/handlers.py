@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from llm_operator import kube, reconcile
+from llm_operator import errors, kube, reconcile
 from llm_operator.api import v1alpha1
 from llm_operator.builders import common
 
@@ -94,7 +94,7 @@ async def stop(**_: Any) -> None:
 def _run(body: dict[str, Any], log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
     try:
         outcome = reconcile.reconcile(_client(), body, RUNTIME.options)
-    except reconcile.InvalidSpecError as exc:
+    except errors.InvalidSpecError as exc:
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
     if outcome.changed_status:
         log.info("status: %s %s", outcome.status.get("phase"), outcome.status.get("ready"))
@@ -121,7 +121,7 @@ def on_deployment_event(body: kopf.Body, **_: Any) -> None:
             return
         try:
             reconcile.reconcile(_client(), owner, RUNTIME.options)
-        except reconcile.InvalidSpecError:
+        except errors.InvalidSpecError:
             return
 
 
@@ -145,7 +145,7 @@ def resync_once() -> int:
             visited += 1
             try:
                 reconcile.reconcile(client, obj, RUNTIME.options)
-            except reconcile.InvalidSpecError:
+            except errors.InvalidSpecError:
                 continue
             except Exception:
                 logger.exception(

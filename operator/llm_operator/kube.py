@@ -23,16 +23,13 @@ from kubernetes import dynamic
 from kubernetes.client import exceptions as client_exceptions
 from kubernetes.dynamic import exceptions as dynamic_exceptions
 
+from llm_operator import errors
 from llm_operator.api import v1alpha1
 from llm_operator.builders import children, common
 
 logger = logging.getLogger(__name__)
 
 ApiError = client_exceptions.ApiException
-
-
-class KindUnavailableError(Exception):
-    """The API server does not serve this kind (its CRD is not installed)."""
 
 
 def _now() -> datetime.datetime:
@@ -115,7 +112,7 @@ class Client:
             except dynamic_exceptions.ResourceNotFoundError as exc:
                 # Discovery is cached; look again next time in case the CRD was installed since.
                 self._dynamic.resources.invalidate_cache()
-                raise KindUnavailableError(f"{api_version} {kind} is not served") from exc
+                raise errors.KindUnavailableError(f"{api_version} {kind} is not served") from exc
         return self._resources[key]
 
     # --- children -------------------------------------------------------------------------
@@ -182,7 +179,7 @@ class Client:
         """Allocatable GPUs of each node, or None when nodes cannot be listed."""
         try:
             nodes = self._resource("v1", "Node").get().to_dict().get("items", [])
-        except (dynamic_exceptions.ForbiddenError, KindUnavailableError):
+        except (dynamic_exceptions.ForbiddenError, errors.KindUnavailableError):
             return None
         capacity = []
         for node in nodes:

@@ -9,26 +9,15 @@ them as soon as they were applied.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, TextIO
 
 import pydantic
 import yaml
 
-from llm_operator import yamlio
+from llm_operator import errors, yamlio
 from llm_operator.api import v1alpha1
 from llm_operator.builders import children, common
 from llm_serving import policy
-
-
-@dataclasses.dataclass
-class RenderError(Exception):
-    """Input that cannot be rendered; `lines` are ready to print."""
-
-    lines: list[str]
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines)
 
 
 def load_documents(text: str, source: str) -> list[dict[str, Any]]:
@@ -36,26 +25,26 @@ def load_documents(text: str, source: str) -> list[dict[str, Any]]:
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
-        raise RenderError([f"{source}: not valid YAML: {exc}"]) from exc
+        raise errors.RenderError([f"{source}: not valid YAML: {exc}"]) from exc
     for index, doc in enumerate(documents):
         if not isinstance(doc, dict):
-            raise RenderError([f"{source}: document {index + 1} is not a mapping"])
+            raise errors.RenderError([f"{source}: document {index + 1} is not a mapping"])
     return documents
 
 
 def _check_kind(doc: dict[str, Any], where: str) -> list[str]:
     expected = f"{v1alpha1.API_GROUP}/{v1alpha1.API_VERSION}"
-    errors = []
+    problems = []
     if doc.get("apiVersion") != expected:
-        errors.append(f"{where}apiVersion: must be {expected}, got {doc.get('apiVersion')!r}")
+        problems.append(f"{where}apiVersion: must be {expected}, got {doc.get('apiVersion')!r}")
     if doc.get("kind") != v1alpha1.KIND:
-        errors.append(f"{where}kind: must be {v1alpha1.KIND}, got {doc.get('kind')!r}")
+        problems.append(f"{where}kind: must be {v1alpha1.KIND}, got {doc.get('kind')!r}")
     name = (doc.get("metadata") or {}).get("name")
     if not isinstance(name, str) or not name:
-        errors.append(f"{where}metadata.name: is required")
+        problems.append(f"{where}metadata.name: is required")
     if "spec" not in doc:
-        errors.append(f"{where}spec: is required")
-    return errors
+        problems.append(f"{where}spec: is required")
+    return problems
 
 
 def render_objects(
@@ -67,12 +56,12 @@ def render_objects(
 ) -> list[dict[str, Any]]:
     """Children of every LLMDeployment document. Raises RenderError listing every problem."""
     rendered: list[dict[str, Any]] = []
-    errors: list[str] = []
+    problems: list[str] = []
     for index, doc in enumerate(documents):
         where = f"{source}: " if len(documents) == 1 else f"{source} (document {index + 1}): "
         kind_errors = _check_kind(doc, where)
         if kind_errors:
-            errors += kind_errors
+            problems += kind_errors
             continue
         obj = dict(doc)
         meta = dict(obj.get("metadata") or {})
@@ -82,14 +71,14 @@ def render_objects(
         try:
             target = children.target_from_object(obj)
         except pydantic.ValidationError as exc:
-            errors += [where + line for line in policy.error_lines(exc, prefix="spec")]
+            problems += [where + line for line in policy.error_lines(exc, prefix="spec")]
             continue
         for child in children.build_all(target, options):
             if owner_uid is None:
                 child["metadata"].pop("ownerReferences", None)
             rendered.append(child)
-    if errors:
-        raise RenderError(errors)
+    if problems:
+        raise errors.RenderError(problems)
     return rendered
 
 

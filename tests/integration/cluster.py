@@ -1,6 +1,6 @@
 """The real local control plane for the integration tier, as a session-scoped pytest fixture.
 
-`control_plane_fixture()` makes a fixture that brings a `llm_operator.devcluster`
+`control_plane_fixture()` makes a fixture that brings a `tests.support.devcluster`
 cluster up once per test session under a unique name (building the binaries
 first if the cache lacks them), installs the KEDA and Prometheus Operator CRDs
 that `hack/controlplane/build.sh` copied from their Go modules, waits for them to
@@ -29,7 +29,7 @@ import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
 
-from llm_operator import devcluster
+from tests.support import devcluster
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class ControlPlane:
         parts = []
         for name in devcluster.COMPONENTS:
             log = self.cluster.state_dir / "logs" / f"{name}.log"
-            parts.append(f"--- {name} ({log})\n{devcluster._log_tail(log, lines)}")
+            parts.append(f"--- {name} ({log})\n{devcluster.log_tail(log, lines)}")
         return "\n".join(parts)
 
 
@@ -217,7 +217,7 @@ def control_plane_fixture(
             if os.environ.get("LLM_OPERATOR_TEST_KEEP_CLUSTER") == "1":
                 print(
                     f"\nkept cluster {cfg.name}: KUBECONFIG={cfg.kubeconfig}; stop it with "
-                    f"`python -m llm_operator.devcluster down --name {cfg.name}`"
+                    f"`python -m tests.support.devcluster down --name {cfg.name}`"
                 )
             else:
                 devcluster.down(cfg)

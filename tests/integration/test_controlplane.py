@@ -19,8 +19,8 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
-from llm_operator import devcluster
 from tests.integration import cluster
+from tests.support import devcluster
 
 pytestmark = pytest.mark.integration
 

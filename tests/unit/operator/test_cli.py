@@ -87,3 +87,19 @@ def test_crds_command_prints_the_committed_crd() -> None:
     assert result.returncode == 0
     committed = (conftest.ROOT / "crds" / "llmoperator.io_llmdeployments.yaml").read_text()
     assert result.stdout == committed
+
+
+def test_dev_runs_the_checkouts_cluster_tooling(tmp_path: pathlib.Path) -> None:
+    # The development cluster is not shipped; `llm-operator dev` finds it in the checkout.
+    result = run("dev", "status", "--name", "never-started", "--cache-dir", str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    assert "never-started (down)" in result.stdout
+    assert "components: none (not started)" in result.stdout
+
+
+def test_the_operator_package_ships_no_cluster_tooling() -> None:
+    import llm_operator
+
+    package = pathlib.Path(llm_operator.__file__).parent
+    assert not (package / "devcluster.py").exists()
+    assert not list(package.rglob("*devcluster*"))

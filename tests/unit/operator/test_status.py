@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_operator import reconcile
+from llm_operator import status as llmd_status
 from llm_operator.builders import children, common
 
 NOW = "2026-01-01T00:00:00Z"
@@ -37,10 +37,10 @@ def _status(
     capacity: list[int] | None = None,
     previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    observation = reconcile.Observation(
+    observation = llmd_status.Observation(
         deployment=deployment, pods=pods or [], gpu_capacity=capacity if capacity else [8, 8]
     )
-    return reconcile.compute_status(
+    return llmd_status.compute_status(
         _target(spec), common.Options(), observation, 3, previous or {}, NOW
     )
 
@@ -61,7 +61,7 @@ def test_ready_when_all_replicas_ready() -> None:
     assert status["observedGeneration"] == 3
     assert status["endpoint"] == "http://m.ns.svc.cluster.local/v1"
     assert status["selector"] == "llmoperator.io/deployment=m"
-    assert {c["type"] for c in status["conditions"]} == set(reconcile.CONDITION_TYPES)
+    assert {c["type"] for c in status["conditions"]} == set(llmd_status.CONDITION_TYPES)
 
 
 def test_progressing_while_rolling_out() -> None:
@@ -110,10 +110,10 @@ def test_unschedulable_pod_reported() -> None:
 
 def test_transition_time_kept_while_status_unchanged() -> None:
     first = _status(BASE, _deployment(2, 2, 2))
-    later = reconcile.compute_status(
+    later = llmd_status.compute_status(
         _target(BASE),
         common.Options(),
-        reconcile.Observation(deployment=_deployment(2, 2, 2), pods=[], gpu_capacity=[8]),
+        llmd_status.Observation(deployment=_deployment(2, 2, 2), pods=[], gpu_capacity=[8]),
         3,
         first,
         "2026-01-01T01:00:00Z",
@@ -138,19 +138,19 @@ def test_guardrails_and_scaling_conditions() -> None:
 
 
 def test_missing_crds_degrade() -> None:
-    observation = reconcile.Observation(
+    observation = llmd_status.Observation(
         deployment=_deployment(2, 2, 2),
         pods=[],
         gpu_capacity=[8],
         missing_kinds=("PodMonitor (monitoring.coreos.com/v1)",),
     )
-    status = reconcile.compute_status(_target(BASE), common.Options(), observation, 1, {}, NOW)
+    status = llmd_status.compute_status(_target(BASE), common.Options(), observation, 1, {}, NOW)
     assert status["phase"] == "Degraded"
     assert "PodMonitor" in _cond(status, "Degraded")["message"]
 
 
 def test_invalid_status() -> None:
-    status = reconcile.invalid_status(["spec.x: bad"], 4, {}, NOW)
+    status = llmd_status.invalid_status(["spec.x: bad"], 4, {}, NOW)
     assert status["phase"] == "Failed"
     assert _cond(status, "Ready")["reason"] == "InvalidSpec"
     assert _cond(status, "Ready")["message"] == "spec.x: bad"
