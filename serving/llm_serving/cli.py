@@ -23,9 +23,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return gateway.main(rest)
     if command == "sim":
-        from llm_serving.sim import server
+        from llm_serving.sim import cli as sim_cli
 
-        return server.main(rest)
+        return sim_cli.main(rest)
     sys.stderr.write(f"llm-serving: unknown command {command!r}\n{_USAGE}")
     return 2
 

@@ -26,6 +26,7 @@ from multidict import CIMultiDict
 
 from llm_serving.gateway import app, config
 from llm_serving.sim import engine as sim_engine
+from llm_serving.sim import protocol as sim_protocol
 from llm_serving.sim import server as sim_server
 
 
@@ -378,7 +379,7 @@ async def sim_stack(
     gateway = await start_gateway(upstream_url, tmp_path, policy, api_keys)
     client = aiohttp.ClientSession()
     try:
-        yield SimStack(sim_app[sim_server.ENGINE_KEY], server, gateway, client)
+        yield SimStack(sim_app[sim_protocol.ENGINE_KEY], server, gateway, client)
     finally:
         await client.close()
         await gateway.close()

@@ -22,8 +22,10 @@ import pytest
 from aiohttp import test_utils, web
 from prometheus_client import parser as prom_parser
 
+from llm_serving.sim import cli as sim_cli
 from llm_serving.sim import engine as sim_engine
 from llm_serving.sim import metrics as sim_metrics
+from llm_serving.sim import protocol as sim_protocol
 from llm_serving.sim import server as sim_server
 from llm_serving.sim import text as sim_text
 
@@ -41,7 +43,7 @@ async def running_sim(**overrides: Any) -> AsyncIterator[tuple[str, sim_engine.E
     server = test_utils.TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        yield str(server.make_url("")).rstrip("/"), app[sim_server.ENGINE_KEY]
+        yield str(server.make_url("")).rstrip("/"), app[sim_protocol.ENGINE_KEY]
     finally:
         await server.close()
 
@@ -537,7 +539,7 @@ async def test_queue_builds_under_load(http: aiohttp.ClientSession) -> None:
 
 
 def test_config_from_args() -> None:
-    args = sim_server._parser().parse_args(
+    args = sim_cli.parser().parse_args(
         [
             "--model",
             "/models/llama",
@@ -549,7 +551,7 @@ def test_config_from_args() -> None:
             "0.5",
         ]
     )
-    config = sim_server.config_from_args(args)
+    config = sim_cli.config_from_args(args)
     assert config.model == "llama"
     assert config.root == "/models/llama"
     assert config.max_num_seqs == 3
@@ -565,7 +567,7 @@ def free_port() -> int:
 
 async def test_main_serves(http: aiohttp.ClientSession) -> None:
     port = free_port()
-    code = "import sys; from llm_serving.sim import server; sys.exit(server.main(sys.argv[1:]))"
+    code = "import sys; from llm_serving.sim import cli; sys.exit(cli.main(sys.argv[1:]))"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -604,7 +606,7 @@ async def test_disconnect_detected_without_handler_cancellation(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    engine = app[sim_server.ENGINE_KEY]
+    engine = app[sim_protocol.ENGINE_KEY]
     try:
         port = runner.addresses[0][1]
         body = {"prompt": "hi", "max_tokens": 400, "ignore_eos": True}
