@@ -1,0 +1,93 @@
+"""The whole spec: one field per section, and the rules that span sections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+
+from llm_operator.api.v1alpha1 import common, operations, placement, scaling
+from llm_operator.api.v1alpha1 import engine as engine_section
+from llm_operator.api.v1alpha1 import model as model_section
+from llm_serving import policy
+
+
+class LLMDeploymentSpec(common.Model):
+    """Desired state of an LLMDeployment."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.resources.gpus % self.engine.tensorParallelSize == 0",
+                    "message": "engine.tensorParallelSize must divide resources.gpus",
+                    "fieldPath": ".engine.tensorParallelSize",
+                },
+            ]
+        }
+    )
+
+    model: model_section.ModelSource = pydantic.Field(description="The model to serve.")
+    quantization: model_section.Quantization = pydantic.Field(
+        default_factory=model_section.Quantization,
+        description="Quantization of weights and KV cache.",
+    )
+    engine: engine_section.Engine = pydantic.Field(
+        default_factory=engine_section.Engine, description="vLLM engine settings."
+    )
+    resources: placement.Resources = pydantic.Field(
+        default_factory=placement.Resources, description="GPUs, CPU and memory per replica."
+    )
+    scheduling: placement.Scheduling = pydantic.Field(
+        default_factory=placement.Scheduling, description="Node placement."
+    )
+    replicas: int = pydantic.Field(
+        1,
+        ge=0,
+        le=1000,
+        description="Replica count when autoscaling is off (also set by kubectl scale).",
+    )
+    autoscaling: scaling.Autoscaling = pydantic.Field(
+        default_factory=scaling.Autoscaling, description="Queue-depth autoscaling."
+    )
+    guardrails: policy.GuardrailPolicy = pydantic.Field(
+        default_factory=policy.GuardrailPolicy,
+        description="Policy of the guardrail gateway sidecar (the same document the gateway "
+        "loads).",
+    )
+    gateway: operations.GatewaySettings = pydantic.Field(
+        default_factory=operations.GatewaySettings,
+        description="Gateway sidecar container settings.",
+    )
+    model_cache: operations.ModelCache = pydantic.Field(
+        default_factory=operations.ModelCache,
+        description="Persistent cache for downloaded weights.",
+    )
+    rollout: operations.Rollout = pydantic.Field(
+        default_factory=operations.Rollout, description="Rolling updates."
+    )
+    disruption: operations.Disruption = pydantic.Field(
+        default_factory=operations.Disruption, description="PodDisruptionBudget."
+    )
+    observability: operations.Observability = pydantic.Field(
+        default_factory=operations.Observability, description="Monitoring objects."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _cross_field(self) -> LLMDeploymentSpec:
+        if self.resources.gpus % self.engine.tensor_parallel_size != 0:
+            raise policy.FieldError(
+                "engine.tensorParallelSize",
+                f"must divide resources.gpus ({self.resources.gpus} GPUs cannot be split into "
+                f"groups of {self.engine.tensor_parallel_size})",
+            )
+        return self
+
+
+# Object fields the CRD defaults to `{}`, so CEL rules can read their defaulted members.
+CRD_DEFAULTED_OBJECTS = ("engine", "resources", "quantization")
+
+
+def parse_spec(spec: dict[str, Any]) -> LLMDeploymentSpec:
+    """Parse and validate a spec as found in an object (camelCase keys)."""
+    return LLMDeploymentSpec.model_validate(spec)
