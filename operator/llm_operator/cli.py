@@ -10,7 +10,7 @@ import pathlib
 import sys
 from collections.abc import Callable
 
-from llm_operator import errors, render
+from llm_operator import errors, metrics, pricing, render
 from llm_operator.api import crd
 from llm_operator.builders import common
 
@@ -52,6 +52,12 @@ def _crds(_: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from llm_operator import runner  # imported here: kopf is slow to import
 
+    if args.gpu_prices is not None:
+        try:
+            pricing.load(args.gpu_prices)
+        except (OSError, ValueError) as exc:
+            print(f"--gpu-prices: {exc}", file=sys.stderr)
+            return 2
     config = runner.RunConfig(
         namespaces=tuple(args.namespace or ()),
         liveness_endpoint=args.liveness or None,
@@ -60,6 +66,9 @@ def _run(args: argparse.Namespace) -> int:
         resync_seconds=args.resync_seconds,
         gateway_image=args.gateway_image,
         kubeconfig=args.kubeconfig,
+        metrics_port=args.metrics_port or None,
+        metrics_host=args.metrics_host,
+        gpu_prices=args.gpu_prices,
     )
     try:
         asyncio.run(runner.run(config))
@@ -130,6 +139,24 @@ def parser() -> argparse.ArgumentParser:
         "--gateway-image", default=common.DEFAULT_GATEWAY_IMAGE, help="default gateway image"
     )
     p_run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
+    p_run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=metrics.DEFAULT_PORT,
+        help=f"serve Prometheus metrics on this port at {metrics.PATH} "
+        f"(default {metrics.DEFAULT_PORT}; 0 disables)",
+    )
+    p_run.add_argument(
+        "--metrics-host",
+        default=metrics.DEFAULT_HOST,
+        help="address of the metrics server (default all)",
+    )
+    p_run.add_argument(
+        "--gpu-prices",
+        type=pathlib.Path,
+        help="YAML price table (dollars per GPU-hour by GPU type) for the cost metrics; "
+        "default: the shipped placeholder table",
+    )
     p_run.set_defaults(func=_run)
 
     p_dev = sub.add_parser(

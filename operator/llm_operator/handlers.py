@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from llm_operator import errors, kube, reconcile
+from llm_operator import errors, kube, metrics, reconcile
 from llm_operator.api import v1alpha1
 from llm_operator.builders import common
 
@@ -34,6 +34,8 @@ class Runtime:
     resync_seconds: float = 30.0
     kubeconfig: str | None = None
     client: kube.Client | None = None
+    # The port the metrics server listens on, once it does.
+    metrics_port: int | None = None
     resync_task: asyncio.Task[None] | None = None
 
 
@@ -120,7 +122,7 @@ def on_deployment_event(body: kopf.Body, **_: Any) -> None:
         if owner is None or owner["metadata"].get("uid") != ref.get("uid"):
             return
         try:
-            reconcile.reconcile(_client(), owner, RUNTIME.options)
+            reconcile.reconcile(_client(), owner, RUNTIME.options, trigger="deployment_event")
         except errors.InvalidSpecError:
             return
 
@@ -140,11 +142,13 @@ def resync_once() -> int:
     client = _client()
     namespaces: tuple[str | None, ...] = RUNTIME.namespaces or (None,)
     visited = 0
+    present: list[tuple[str, str]] = []
     for namespace in namespaces:
         for obj in client.list_llmds(namespace):
             visited += 1
+            present.append((obj["metadata"]["namespace"], obj["metadata"]["name"]))
             try:
-                reconcile.reconcile(client, obj, RUNTIME.options)
+                reconcile.reconcile(client, obj, RUNTIME.options, trigger="resync")
             except errors.InvalidSpecError:
                 continue
             except Exception:
@@ -153,4 +157,6 @@ def resync_once() -> int:
                     obj["metadata"].get("namespace"),
                     obj["metadata"].get("name"),
                 )
+    # Objects deleted since the last pass (a delete runs no handler: there is no finalizer).
+    metrics.FLEET.keep_only(present)
     return visited

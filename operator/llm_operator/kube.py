@@ -4,7 +4,10 @@ It wraps the untyped `kubernetes` client behind a few typed calls: server-side
 apply with the `llm-operator` field manager, listing and deleting owned children,
 reading the LLMDeployment, its Deployment, Pods and the nodes' GPU capacity,
 writing status through the status subresource, posting Events, and a Lease for
-leader election. Everything is plain dicts in and out.
+leader election. Everything is plain dicts in and out. Every call is counted in
+`llm_operator_api_requests_total`, and every failure that is not an expected answer
+(a 404 on a get or a delete, a 409 in a lease race) in `llm_operator_api_errors_total`
+by HTTP status code.
 """
 
 from __future__ import annotations
@@ -16,20 +19,38 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes import dynamic
 from kubernetes.client import exceptions as client_exceptions
 from kubernetes.dynamic import exceptions as dynamic_exceptions
 
-from llm_operator import errors
+from llm_operator import errors, metrics
 from llm_operator.api import v1alpha1
 from llm_operator.builders import children, common
 
 logger = logging.getLogger(__name__)
 
 ApiError = client_exceptions.ApiException
+
+
+@contextlib.contextmanager
+def _call(operation: str, expected: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Count one API call, and its failure unless it raised one of `expected`."""
+    metrics.API_REQUESTS.labels(operation).inc()
+    try:
+        yield
+    except expected:
+        raise
+    except ApiError as exc:
+        metrics.API_ERRORS.labels(operation, str(exc.status or "unknown")).inc()
+        raise
+    except (urllib3.exceptions.HTTPError, OSError):
+        metrics.API_ERRORS.labels(operation, "connection").inc()
+        raise
 
 
 def _now() -> datetime.datetime:
@@ -123,14 +144,15 @@ class Client:
         With `dry_run` the API server validates and defaults the object without persisting it.
         """
         resource = self._resource(obj["apiVersion"], obj["kind"])
-        result = resource.server_side_apply(
-            body=obj,
-            name=obj["metadata"]["name"],
-            namespace=obj["metadata"].get("namespace"),
-            field_manager=common.FIELD_MANAGER,
-            force_conflicts=True,
-            dry_run="All" if dry_run else None,
-        )
+        with _call("apply"):
+            result = resource.server_side_apply(
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=obj["metadata"].get("namespace"),
+                field_manager=common.FIELD_MANAGER,
+                force_conflicts=True,
+                dry_run="All" if dry_run else None,
+            )
         applied: dict[str, Any] = result.to_dict()
         return applied
 
@@ -139,9 +161,10 @@ class Client:
     ) -> list[dict[str, Any]]:
         """Objects of `kind` that carry our label and are controlled by the owner."""
         resource = self._resource(kind.api_version, kind.kind)
-        result = resource.get(
-            namespace=namespace, label_selector=f"{common.LABEL_DEPLOYMENT}={owner_name}"
-        )
+        with _call("list"):
+            result = resource.get(
+                namespace=namespace, label_selector=f"{common.LABEL_DEPLOYMENT}={owner_name}"
+            )
         owned = []
         for item in result.to_dict().get("items", []):
             refs = item.get("metadata", {}).get("ownerReferences") or []
@@ -152,7 +175,7 @@ class Client:
     def delete(self, kind: children.ChildKind, namespace: str, name: str) -> None:
         """Delete one object; already gone is fine. Dependents go in the background."""
         resource = self._resource(kind.api_version, kind.kind)
-        with contextlib.suppress(dynamic_exceptions.NotFoundError):
+        with _call("delete"), contextlib.suppress(dynamic_exceptions.NotFoundError):
             resource.delete(
                 name=name, namespace=namespace, body={"propagationPolicy": "Background"}
             )
@@ -160,25 +183,29 @@ class Client:
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
         resource = self._resource(api_version, kind)
-        try:
-            found: dict[str, Any] = resource.get(name=name, namespace=namespace).to_dict()
-        except dynamic_exceptions.NotFoundError:
-            return None
+        with _call("get"):
+            try:
+                found: dict[str, Any] = resource.get(name=name, namespace=namespace).to_dict()
+            except dynamic_exceptions.NotFoundError:
+                return None
         return found
 
     def list_pods(self, namespace: str, owner_name: str) -> list[dict[str, Any]]:
         """Pods of one LLMDeployment."""
         resource = self._resource("v1", "Pod")
-        result = resource.get(
-            namespace=namespace, label_selector=f"{common.LABEL_DEPLOYMENT}={owner_name}"
-        )
+        with _call("list"):
+            result = resource.get(
+                namespace=namespace, label_selector=f"{common.LABEL_DEPLOYMENT}={owner_name}"
+            )
         pods: list[dict[str, Any]] = result.to_dict().get("items", [])
         return pods
 
     def gpu_capacity(self, resource_name: str) -> list[int] | None:
         """Allocatable GPUs of each node, or None when nodes cannot be listed."""
         try:
-            nodes = self._resource("v1", "Node").get().to_dict().get("items", [])
+            resource = self._resource("v1", "Node")
+            with _call("list"):
+                nodes = resource.get().to_dict().get("items", [])
         except (dynamic_exceptions.ForbiddenError, errors.KindUnavailableError):
             return None
         capacity = []
@@ -201,9 +228,11 @@ class Client:
         )
 
     def list_llmds(self, namespace: str | None) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = (
-            self._llmd().get(namespace=namespace).to_dict().get("items", [])
-        )
+        resource = self._llmd()
+        with _call("list"):
+            items: list[dict[str, Any]] = (
+                resource.get(namespace=namespace).to_dict().get("items", [])
+            )
         return items
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -211,12 +240,14 @@ class Client:
 
         `status` must be complete: keys set to None are removed.
         """
-        self._llmd().status.patch(
-            name=name,
-            namespace=namespace,
-            body={"status": status},
-            content_type="application/merge-patch+json",
-        )
+        resource = self._llmd()
+        with _call("patch_status"):
+            resource.status.patch(
+                name=name,
+                namespace=namespace,
+                body={"status": status},
+                content_type="application/merge-patch+json",
+            )
 
     def post_event(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """Record a core/v1 Event on `obj`; failures are logged, never raised."""
@@ -248,7 +279,9 @@ class Client:
             "count": 1,
         }
         try:
-            self._resource("v1", "Event").create(body=body, namespace=meta.get("namespace"))
+            resource = self._resource("v1", "Event")
+            with _call("create_event"):
+                resource.create(body=body, namespace=meta.get("namespace"))
         except (ApiError, dynamic_exceptions.DynamicApiError) as exc:
             logger.warning("could not post event %s on %s: %s", reason, meta.get("name"), exc)
 
@@ -260,7 +293,8 @@ class Client:
         now = _now()
         stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
         try:
-            current = resource.get(name=lease.name, namespace=lease.namespace).to_dict()
+            with _call("lease", expected=(dynamic_exceptions.NotFoundError,)):
+                current = resource.get(name=lease.name, namespace=lease.namespace).to_dict()
         except dynamic_exceptions.NotFoundError:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -275,7 +309,8 @@ class Client:
                 },
             }
             try:
-                resource.create(body=body, namespace=lease.namespace)
+                with _call("lease", expected=(dynamic_exceptions.ConflictError,)):
+                    resource.create(body=body, namespace=lease.namespace)
             except dynamic_exceptions.ConflictError:
                 return False
             return True
@@ -302,7 +337,8 @@ class Client:
             new_spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
         current["spec"] = new_spec
         try:
-            resource.replace(body=current, namespace=lease.namespace)
+            with _call("lease", expected=(dynamic_exceptions.ConflictError,)):
+                resource.replace(body=current, namespace=lease.namespace)
         except dynamic_exceptions.ConflictError:
             return False
         return True

@@ -16,11 +16,12 @@ import collections
 import dataclasses
 import logging
 import threading
+import time
 from typing import Any
 
 import pydantic
 
-from llm_operator import changes, errors, kube, status
+from llm_operator import changes, errors, kube, metrics, pricing, status
 from llm_operator.builders import children, common
 from llm_serving import policy
 
@@ -88,16 +89,39 @@ def _autoscaled(obj: dict[str, Any]) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def reconcile(client: kube.Client, obj: dict[str, Any], options: common.Options) -> Outcome:
-    """One full pass over one LLMDeployment. Raises InvalidSpecError for a spec to fix."""
+def reconcile(
+    client: kube.Client,
+    obj: dict[str, Any],
+    options: common.Options,
+    *,
+    trigger: str = "change",
+) -> Outcome:
+    """One full pass over one LLMDeployment. Raises InvalidSpecError for a spec to fix.
+
+    `trigger` (one of `metrics.TRIGGERS`) labels the pass in the operator's metrics.
+    """
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    with _lock(namespace, name):
-        # Work on the latest copy: a queued pass may hold a stale body.
-        fresh = client.get_llmd(namespace, name)
-        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-            return Outcome(status={}, applied=0, pruned=(), changed_status=False)
-        return _reconcile_locked(client, fresh, options)
+    started = time.perf_counter()
+    result = "error"
+    try:
+        with _lock(namespace, name):
+            # Work on the latest copy: a queued pass may hold a stale body.
+            fresh = client.get_llmd(namespace, name)
+            if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                metrics.FLEET.forget(namespace, name)
+                result = "gone"
+                return Outcome(status={}, applied=0, pruned=(), changed_status=False)
+            try:
+                outcome = _reconcile_locked(client, fresh, options)
+            except errors.InvalidSpecError:
+                result = "invalid_spec"
+                raise
+            result = "success"
+            return outcome
+    finally:
+        metrics.RECONCILES.labels(*metrics.outcome_labels(trigger, result)).inc()
+        metrics.RECONCILE_DURATION.labels(trigger).observe(time.perf_counter() - started)
 
 
 def _owned(
@@ -112,6 +136,24 @@ def _owned(
     return owned
 
 
+def _observe_refused(client: kube.Client, obj: dict[str, Any], refused: dict[str, Any]) -> None:
+    """Metrics of an object whose spec is refused: its phase, and Pods it may still run."""
+    meta = obj["metadata"]
+    resources = (obj.get("spec") or {}).get("resources") or {}
+    resource_name = resources.get("gpuResourceName")
+    spec_type = resources.get("gpuType")
+    metrics.FLEET.observe(
+        meta["namespace"],
+        meta["name"],
+        metrics.snapshot(
+            refused,
+            client.list_pods(meta["namespace"], meta["name"]),
+            resource_name if isinstance(resource_name, str) else "nvidia.com/gpu",
+            pricing.gpu_type(spec_type if isinstance(spec_type, str) else None),
+        ),
+    )
+
+
 def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.Options) -> Outcome:
     meta = obj["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -122,7 +164,9 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
         target = children.target_from_object(obj, autoscaled=_autoscaled(obj))
     except pydantic.ValidationError as exc:
         lines = policy.error_lines(exc, prefix="spec")
-        write_status(client, obj, status.invalid_status(lines, generation, previous, now))
+        refused = status.invalid_status(lines, generation, previous, now)
+        write_status(client, obj, refused)
+        _observe_refused(client, obj, refused)
         raise errors.InvalidSpecError(lines) from exc
 
     change_set = changes.plan(
@@ -134,8 +178,11 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
             client.apply(child)
         except errors.KindUnavailableError:
             missing.append(f"{child['kind']} ({child['apiVersion']})")
+            continue
+        metrics.CHILDREN_APPLIED.labels(child["kind"]).inc()
     for prune in change_set.prune:
         client.delete(prune.kind, namespace, prune.name)
+        metrics.CHILDREN_PRUNED.labels(prune.kind.kind).inc()
     pruned = tuple(str(prune) for prune in change_set.prune)
     if pruned:
         logger.info("pruned %s from %s/%s", ", ".join(pruned), namespace, name)
@@ -149,6 +196,17 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
     )
     new = status.compute_status(target, options, observation, generation, previous, now)
     changed = write_status(client, obj, new)
+    resources = target.spec.resources
+    metrics.FLEET.observe(
+        namespace,
+        name,
+        metrics.snapshot(
+            new,
+            observation.pods,
+            resources.gpu_resource_name,
+            pricing.gpu_type(resources.gpu_type),
+        ),
+    )
     return Outcome(
         status=new,
         applied=len(change_set.apply) - len(missing),

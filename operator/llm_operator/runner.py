@@ -4,6 +4,10 @@ With leader election on, a replica waits until it holds the Lease
 `llm-operator-leader` before it starts handling objects, renews it every third of
 its duration, and exits (to be restarted as a standby) when it cannot renew, so two
 replicas can run with exactly one active.
+
+The process serves its metrics (`metrics.REGISTRY`) on `metrics_port` (8081, path
+/metrics) from the start, standby replicas included (`llm_operator_leader` says which
+one is active); kopf's liveness endpoint stays on :8080/healthz.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import asyncio
 import dataclasses
 import logging
 import os
+import pathlib
 import socket
 import threading
 import uuid
 
 import kopf
 
-from llm_operator import handlers, kube
+from llm_operator import handlers, kube, metrics, pricing
 from llm_operator.builders import common
 
 logger = logging.getLogger(__name__)
@@ -37,6 +42,11 @@ class RunConfig:
     resync_seconds: float = 30.0
     gateway_image: str = common.DEFAULT_GATEWAY_IMAGE
     kubeconfig: str | None = None
+    # None: no metrics server; 0: any free port (see `handlers.RUNTIME.metrics_port`).
+    metrics_port: int | None = metrics.DEFAULT_PORT
+    metrics_host: str = metrics.DEFAULT_HOST
+    # None: the shipped placeholder table.
+    gpu_prices: pathlib.Path | None = None
 
 
 async def _hold_lease(client: kube.Client, lease: kube.LeaseSpec, stop: threading.Event) -> None:
@@ -72,8 +82,31 @@ async def run(
     handlers.RUNTIME.namespaces = config.namespaces
     handlers.RUNTIME.resync_seconds = config.resync_seconds
     handlers.RUNTIME.kubeconfig = config.kubeconfig
+    metrics.set_prices(
+        pricing.load(config.gpu_prices) if config.gpu_prices else pricing.default_table()
+    )
+    server = None
+    if config.metrics_port is not None:
+        server = metrics.serve(config.metrics_host, config.metrics_port)
+        handlers.RUNTIME.metrics_port = server.port
+        logger.info("serving metrics on %s:%d%s", config.metrics_host, server.port, metrics.PATH)
+    try:
+        await _run_operator(config, stop_flag, ready_flag)
+    finally:
+        metrics.LEADER.set(0)
+        if server is not None:
+            server.close()
+            handlers.RUNTIME.metrics_port = None
+
+
+async def _run_operator(
+    config: RunConfig,
+    stop_flag: threading.Event | None,
+    ready_flag: threading.Event | None,
+) -> None:
     stop = stop_flag or threading.Event()
     tasks: list[asyncio.Task[None]] = []
+    metrics.LEADER.set(0)
     if config.leader_election:
         client = kube.Client.from_environment(config.kubeconfig)
         lease = kube.LeaseSpec(
@@ -90,6 +123,7 @@ async def run(
             await asyncio.sleep(retry)
         logger.info("became leader as %s", lease.identity)
         tasks.append(asyncio.create_task(_hold_lease(client, lease, stop)))
+    metrics.LEADER.set(1)
     try:
         await kopf.operator(
             clusterwide=not config.namespaces,

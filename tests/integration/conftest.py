@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from llm_operator import runner
+from llm_operator import handlers, runner
 from tests.integration import cluster
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -24,13 +24,15 @@ class Operator:
 
     def __init__(self, plane: cluster.ControlPlane, **overrides: Any) -> None:
         self.plane = plane
-        self.config = runner.RunConfig(
-            liveness_endpoint=None,
-            resync_seconds=3.0,
-            kubeconfig=str(plane.kubeconfig),
-            gateway_image="ghcr.io/llm-operator/llm-gateway:test",
-            **overrides,
-        )
+        settings: dict[str, Any] = {
+            "liveness_endpoint": None,
+            "resync_seconds": 3.0,
+            "kubeconfig": str(plane.kubeconfig),
+            "gateway_image": "ghcr.io/llm-operator/llm-gateway:test",
+            # Any free port: agents and test runs share the machine (see metrics_url).
+            "metrics_port": 0,
+        }
+        self.config = runner.RunConfig(**{**settings, **overrides})
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -57,6 +59,13 @@ class Operator:
             self._thread.join(60)
             assert not self._thread.is_alive(), "the operator did not stop within 60s"
             self._thread = None
+
+    @property
+    def metrics_url(self) -> str:
+        """Where the running operator serves its Prometheus metrics."""
+        port = handlers.RUNTIME.metrics_port
+        assert port is not None, "the operator serves no metrics"
+        return f"http://127.0.0.1:{port}/metrics"
 
     @property
     def running(self) -> bool:
