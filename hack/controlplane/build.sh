@@ -4,6 +4,7 @@
 # caches them keyed by version:
 #
 #   $CACHE/bin/kubernetes-$KUBERNETES_VERSION/{kube-apiserver,kube-controller-manager,kube-scheduler}
+#   $CACHE/bin/kubectl-$KUBERNETES_VERSION/kubectl   (same module, same version ldflags)
 #   $CACHE/bin/etcd-$ETCD_VERSION/etcd
 #   $CACHE/bin/kwok-$KWOK_VERSION/{kwok,stages/*.yaml}
 #   $CACHE/crds/keda-$KEDA_VERSION/*.yaml
@@ -12,7 +13,9 @@
 # with CACHE=${LLM_OPERATOR_CACHE:-$HOME/.cache/llm-operator}. Each entry is
 # built in a temporary directory and renamed into place, so an interrupted run
 # never leaves a half-built entry; a second run finds everything and does
-# nothing but print "cached". Prints the cache path at the end.
+# nothing but print "cached". Prints the cache path at the end. The cache and
+# lock helpers are in hack/lib/cache.sh; `make tools` (hack/tools/build.sh)
+# runs this script first, then builds helm and Prometheus.
 #
 # Usage: hack/controlplane/build.sh [--paths]
 #   --paths  print KEY=VALUE lines (versions and cache paths) and build nothing;
@@ -29,11 +32,12 @@ KEDA_VERSION=v2.21.0
 PROMETHEUS_OPERATOR_VERSION=v0.91.0
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE=${LLM_OPERATOR_CACHE:-$HOME/.cache/llm-operator}
-BIN=$CACHE/bin
-CRDS=$CACHE/crds
+LOG_PREFIX=controlplane
+# shellcheck source=../lib/cache.sh
+source "$HERE/../lib/cache.sh"
 
 K8S_DIR=$BIN/kubernetes-$KUBERNETES_VERSION
+KUBECTL_DIR=$BIN/kubectl-$KUBERNETES_VERSION
 ETCD_DIR=$BIN/etcd-$ETCD_VERSION
 KWOK_DIR=$BIN/kwok-$KWOK_VERSION
 KEDA_DIR=$CRDS/keda-$KEDA_VERSION
@@ -64,6 +68,7 @@ if [[ ${1:-} == --paths ]]; then
 cache=$CACHE
 kubernetes_version=$KUBERNETES_VERSION
 kubernetes_dir=$K8S_DIR
+kubectl_dir=$KUBECTL_DIR
 etcd_version=$ETCD_VERSION
 etcd_dir=$ETCD_DIR
 kwok_version=$KWOK_VERSION
@@ -79,19 +84,8 @@ elif [[ $# -gt 0 ]]; then
   exit 2
 fi
 
-log() { printf '[controlplane] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# all_present DIR FILE... : true when every FILE exists (non-empty) under DIR.
-all_present() {
-  local dir=$1 f
-  shift
-  for f in "$@"; do
-    [[ -s $dir/$f ]] || return 1
-  done
-}
-
 cached_kubernetes() { all_present "$K8S_DIR" "${K8S_BINARIES[@]}"; }
+cached_kubectl() { all_present "$KUBECTL_DIR" kubectl; }
 cached_etcd() { all_present "$ETCD_DIR" etcd; }
 cached_kwok() {
   local stages=("${KWOK_STAGES[@]##*/}")
@@ -100,63 +94,15 @@ cached_kwok() {
 cached_keda() { all_present "$KEDA_DIR" "${KEDA_CRDS[@]}"; }
 cached_prom() { all_present "$PROM_DIR" "${PROM_CRDS[@]}"; }
 
-if cached_kubernetes && cached_etcd && cached_kwok && cached_keda && cached_prom; then
-  log "kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, KEDA CRDs $KEDA_VERSION, Prometheus Operator CRDs $PROMETHEUS_OPERATOR_VERSION: cached"
+if cached_kubernetes && cached_kubectl && cached_etcd && cached_kwok && cached_keda && cached_prom; then
+  log "kubernetes $KUBERNETES_VERSION (with kubectl), etcd $ETCD_VERSION, kwok $KWOK_VERSION, KEDA CRDs $KEDA_VERSION, Prometheus Operator CRDs $PROMETHEUS_OPERATOR_VERSION: cached"
   echo "$CACHE"
   exit 0
 fi
 
 command -v go >/dev/null || die "go is not on PATH (Go 1.24 or newer is needed)"
 
-mkdir -p "$BIN" "$CRDS"
-# One build at a time per cache (two test sessions may start together).
-exec 9>"$CACHE/.build.lock"
-flock 9
-
-# Leftovers of a build that was killed before its EXIT trap could run; safe
-# to remove while we hold the lock.
-rm -rf "$BIN"/.*.tmp.* "$CRDS"/.*.tmp.* "$CACHE"/.work.tmp.*
-
-TMPDIRS=()
-cleanup() {
-  local d
-  for d in "${TMPDIRS[@]}"; do rm -rf "$d"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# new_tmp PARENT NAME : set $tmp to a fresh temporary directory next to its
-# final place (same file system, so the final rename is atomic). Not used in
-# $(...), so that the EXIT trap knows every directory to remove.
-new_tmp() {
-  tmp=$(mktemp -d "$1/.$2.tmp.XXXXXX")
-  chmod 0755 "$tmp"
-  TMPDIRS+=("$tmp")
-}
-
-# publish TMP DEST : atomically move a finished build into place.
-publish() {
-  local tmp=$1 dest=$2
-  if [[ -e $dest ]]; then
-    # An incomplete entry (files deleted by hand): replace it.
-    rm -rf "$dest"
-  fi
-  mv -T "$tmp" "$dest"
-}
-
-# module_dir MODULE@VERSION : download a module and print its directory.
-module_dir() {
-  local dir
-  dir=$(cd "$TMPWORK" && go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
-  [[ -n $dir && -d $dir ]] || die "go mod download $1 gave no directory"
-  echo "$dir"
-}
-
-# module_time MODULE@VERSION : the module version's publication time (RFC 3339).
-module_time() {
-  (cd "$TMPWORK" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$1")
-}
+lock_cache
 
 check_pin() {
   local gomod=$1 module=$2 version=$3
@@ -171,10 +117,10 @@ TMPWORK=$tmp
 
 start=$(date +%s)
 
-if cached_kubernetes; then
-  log "kubernetes $KUBERNETES_VERSION: cached"
-else
-  check_pin "$HERE/kubernetes/go.mod" k8s.io/kubernetes "$KUBERNETES_VERSION"
+# The version ldflags, so `kube-apiserver --version`, `/version` and `kubectl
+# version` say $KUBERNETES_VERSION, tree state clean.
+kubernetes_ldflags() {
+  local minor major build_date ldflags pkg
   minor=${KUBERNETES_VERSION#v}
   major=${minor%%.*}
   minor=${minor#*.}
@@ -186,6 +132,14 @@ else
     ldflags+=" -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
   done
+  echo "$ldflags"
+}
+
+if cached_kubernetes; then
+  log "kubernetes $KUBERNETES_VERSION: cached"
+else
+  check_pin "$HERE/kubernetes/go.mod" k8s.io/kubernetes "$KUBERNETES_VERSION"
+  ldflags=$(kubernetes_ldflags)
   new_tmp "$BIN" "kubernetes-$KUBERNETES_VERSION"
   log "building kubernetes $KUBERNETES_VERSION (${K8S_BINARIES[*]}); a cold build takes a while"
   # One invocation for the three commands: they share most packages.
@@ -194,6 +148,19 @@ else
   all_present "$tmp" "${K8S_BINARIES[@]}" || die "kubernetes build produced no binaries"
   publish "$tmp" "$K8S_DIR"
   log "kubernetes $KUBERNETES_VERSION: built ($(($(date +%s) - start))s so far)"
+fi
+
+if cached_kubectl; then
+  log "kubectl $KUBERNETES_VERSION: cached"
+else
+  check_pin "$HERE/kubernetes/go.mod" k8s.io/kubernetes "$KUBERNETES_VERSION"
+  ldflags=$(kubernetes_ldflags)
+  new_tmp "$BIN" "kubectl-$KUBERNETES_VERSION"
+  log "building kubectl $KUBERNETES_VERSION"
+  (cd "$HERE/kubernetes" && go build -trimpath -ldflags "$ldflags" -o "$tmp/kubectl" \
+    k8s.io/kubernetes/cmd/kubectl)
+  publish "$tmp" "$KUBECTL_DIR"
+  log "kubectl $KUBERNETES_VERSION: built ($(($(date +%s) - start))s so far)"
 fi
 
 if cached_etcd; then

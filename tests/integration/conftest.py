@@ -12,6 +12,7 @@ import pytest
 
 from llm_operator import handlers, runner
 from tests.integration import cluster
+from tests.support import tools
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "llmoperator.io_llmdeployments.yaml"
@@ -70,6 +71,20 @@ class Operator:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+
+def require_tool(name: str) -> pathlib.Path:
+    """The project's own build of a tool (`make tools`); fails with the reason if absent."""
+    try:
+        return tools.path(name)
+    except tools.ToolMissingError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> pathlib.Path:
+    """bin/kubectl: built from the same Kubernetes module and version as the API server."""
+    return require_tool("kubectl")
 
 
 @pytest.fixture(scope="session")

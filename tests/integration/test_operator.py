@@ -178,13 +178,15 @@ def test_example_becomes_ready_on_gpu_nodes(
         assert limits["vllm"]["nvidia.com/gpu"] == str(gpus)
 
 
-def test_scale_subresource_with_kubectl(operator: conftest.Operator, namespace: str) -> None:
+def test_scale_subresource_with_kubectl(
+    operator: conftest.Operator, namespace: str, kubectl: pathlib.Path
+) -> None:
     plane = operator.plane
     create(plane, namespace, load(conftest.ROOT / "examples" / "minimal.yaml"))
     wait_ready(plane, namespace, "llama-8b")
     env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
     out = subprocess.run(
-        ["kubectl", "scale", "llmd", "llama-8b", "-n", namespace, "--replicas=3"],
+        [str(kubectl), "scale", "llmd", "llama-8b", "-n", namespace, "--replicas=3"],
         capture_output=True,
         text=True,
         env=env,
@@ -197,7 +199,7 @@ def test_scale_subresource_with_kubectl(operator: conftest.Operator, namespace: 
     assert obj["status"]["readyReplicas"] == 3
     assert plane.apps.read_namespaced_deployment("llama-8b", namespace).spec.replicas == 3
     table = subprocess.run(
-        ["kubectl", "get", "llmd", "-n", namespace],
+        [str(kubectl), "get", "llmd", "-n", namespace],
         capture_output=True,
         text=True,
         env=env,
