@@ -4,13 +4,18 @@ What the unit tier shows against the simulator is checked here against the real
 engine: the official `openai` client works through the gateway, streaming and
 not; routes that are passed through answer as the engine does; the engine's own
 metrics are reachable through `/metrics/engine`; a blocked prompt never reaches the
-engine; a redacted prompt reaches it redacted.
+engine; a redacted prompt reaches it redacted; every malformed request the gateway
+refuses at its edge is refused by vLLM too, with the same status and error shape,
+and what vLLM accepts (no model, a role of its own naming, `stream` as `"true"`)
+the gateway passes.
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import openai
@@ -18,7 +23,7 @@ import pytest
 from prometheus_client import parser as prom_parser
 
 from tests.conformance import vllm_real
-from tests.unit.serving import gateway_support
+from tests.unit.serving import gateway_support, test_gateway_edge
 
 POLICY = {"enabled": True, "output": {"toxicity": {"enabled": False}}}
 
@@ -144,3 +149,57 @@ async def test_redacted_prompt_reaches_the_engine_redacted(
         direct_original = await prompt_tokens(real_vllm.base_url, original)
     assert via_gateway == direct_redacted
     assert via_gateway != direct_original
+
+
+def _for_vllm(body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("model") == test_gateway_edge.MODEL:
+        return {**body, "model": vllm_real.SERVED_MODEL_NAME}
+    return body
+
+
+async def _status_and_error(
+    http: aiohttp.ClientSession, url: str, data: bytes
+) -> tuple[int, dict[str, Any]]:
+    async with http.post(url, data=data, headers={"Content-Type": "application/json"}) as answer:
+        raw = await answer.read()
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError:
+        return answer.status, {}
+    return answer.status, document if isinstance(document, dict) else {}
+
+
+async def test_malformed_requests_are_refused_like_vllm(
+    gateway: gateway_support.Running, real_vllm: vllm_real.RealVLLM
+) -> None:
+    cases = {
+        name: (path, json.dumps(_for_vllm(body)).encode())
+        for name, (path, body, _) in test_gateway_edge.MALFORMED.items()
+    }
+    for name in ("nan-temperature", "infinity-top-p", "nested-10000"):
+        path, raw = test_gateway_edge.NOT_JSON[name]
+        cases[name] = (path, raw.replace(b'"test-model"', b'"tiny"'))
+    async with aiohttp.ClientSession() as http:
+        for name, (path, data) in cases.items():
+            direct, engine_error = await _status_and_error(http, real_vllm.base_url + path, data)
+            via, gateway_error = await _status_and_error(http, gateway.url + path, data)
+            assert direct == via == 400, (name, direct, via)
+            assert set(gateway_error["error"]) == {"message", "type", "param", "code"}, name
+            if name != "nested-10000":  # vLLM answers that one {"detail": ...}
+                assert set(engine_error["error"]) == set(gateway_error["error"]), name
+
+
+async def test_what_vllm_accepts_the_gateway_passes(gateway: gateway_support.Running) -> None:
+    hi = {"role": "user", "content": "hi"}
+    bodies = [
+        {"messages": [hi], "max_tokens": 2},
+        {"model": vllm_real.SERVED_MODEL_NAME, "messages": [{"role": "wizard", "content": "hi"}]},
+        {"model": vllm_real.SERVED_MODEL_NAME, "messages": [hi], "stream": "true"},
+    ]
+    async with aiohttp.ClientSession() as http:
+        for body in bodies:
+            async with http.post(
+                f"{gateway.url}/v1/chat/completions", json={"max_tokens": 2, **body}
+            ) as answer:
+                assert answer.status == 200, await answer.text()
+                await answer.read()

@@ -45,7 +45,9 @@ from llm_serving.gateway import (
     jsonlog,
     metrics,
     sse,
+    texts,
     upstream,
+    validate,
 )
 from llm_serving.guardrails import injection, pipeline, tokens
 
@@ -135,59 +137,6 @@ def _request_id(header: str | None) -> str:
 
 def _json(document: dict[str, Any]) -> httpd.Response:
     return httpd.Response(200, fastjson.dumps(document), {"Content-Type": _JSON})
-
-
-@dataclasses.dataclass
-class TextSlot:
-    """One piece of prompt text and where it lives, so a redaction can be written back."""
-
-    container: Any  # the message, the content part, the body, or the list of prompts
-    key: Any  # the key or index of the text in `container`
-    text: str
-
-    def replace(self, text: str) -> None:
-        """Write redacted text back into the request body."""
-        self.container[self.key] = text
-
-
-def text_slots(body: dict[str, Any], chat: bool) -> list[TextSlot]:
-    """Every prompt text of a request, in order: message contents, or the prompt(s).
-
-    Raises a 400 for shapes that cannot be checked (token-id or embedding prompts).
-    """
-    slots: list[TextSlot] = []
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise errors.invalid_request("'messages' must be a non-empty list.", param="messages")
-        for message in messages:
-            if not isinstance(message, dict):
-                raise errors.invalid_request("Each message must be an object.", param="messages")
-            content = message.get("content")
-            if isinstance(content, str):
-                slots.append(TextSlot(message, "content", content))
-            elif isinstance(content, list):
-                slots.extend(
-                    TextSlot(part, "text", part["text"])
-                    for part in content
-                    if isinstance(part, dict) and isinstance(part.get("text"), str)
-                )
-        return slots
-    if "prompt_embeds" in body:
-        raise errors.invalid_request(
-            "Prompt embeddings cannot be checked by the guardrails.", param="prompt_embeds"
-        )
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        slots.append(TextSlot(body, "prompt", prompt))
-    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-        slots.extend(TextSlot(prompt, index, text) for index, text in enumerate(prompt))
-    else:
-        raise errors.invalid_request(
-            "'prompt' must be a string or a list of strings (token ids cannot be checked).",
-            param="prompt",
-        )
-    return slots
 
 
 class Gateway:
@@ -506,7 +455,11 @@ class Gateway:
         if request.too_large:
             raise errors.body_too_large(runtime.policy.max_body_bytes)
         try:
-            body = fastjson.loads(request.body)
+            body = fastjson.loads_request(request.body)
+        except fastjson.NotJSONError as exc:
+            raise errors.invalid_request(
+                f"The request body is not valid JSON: {exc.msg}.", code="invalid_json"
+            ) from None
         except (fastjson.JSONDecodeError, UnicodeDecodeError):
             raise errors.invalid_request(
                 "The request body is not valid JSON.", code="invalid_json"
@@ -656,7 +609,7 @@ class Gateway:
         return await self._generate(request, ctx, chat=False)
 
     def _check_total_length(
-        self, ctx: RequestContext, runtime: Runtime, slots: list[TextSlot]
+        self, ctx: RequestContext, runtime: Runtime, slots: list[texts.Slot]
     ) -> None:
         """maxPromptTokens over all messages together (the guard checks each text alone)."""
         limit = runtime.policy.input.max_prompt_tokens
@@ -674,7 +627,7 @@ class Gateway:
         raise errors.guardrail_violation(finding)
 
     async def _check_input(
-        self, ctx: RequestContext, runtime: Runtime, slots: list[TextSlot]
+        self, ctx: RequestContext, runtime: Runtime, slots: list[texts.Slot]
     ) -> bool:
         """Run the input guardrails; True if a redaction changed the request body."""
         guard = runtime.input_guard
@@ -702,7 +655,7 @@ class Gateway:
         started = time.perf_counter()
         try:
             finding = await guard.judge(
-                self.upstream.session, "\n\n".join(slot.container[slot.key] for slot in slots)
+                self.upstream.session, "\n\n".join(slot.current for slot in slots)
             )
         finally:
             self.metrics.guardrail_duration.labels("judge").observe(time.perf_counter() - started)
@@ -721,11 +674,25 @@ class Gateway:
         key_id = self._authenticate(request, ctx, runtime)
         raw = request.body
         body = self._read_json(request, runtime)
+        if validate.request(body, chat):
+            raw = b""  # a boolean was normalised: the body must be serialised again
         model = body.get("model")
         ctx.model = model if isinstance(model, str) else self.settings.model_name
         stream = body.get("stream") is True
         ctx.stream = stream
-        slots = text_slots(body, chat)
+        if runtime.output_guard is not None:
+            for name in ("return_token_ids", "return_tokens_as_token_ids"):
+                if body.get(name) is True:
+                    raise errors.invalid_request(
+                        f"'{name}' cannot be used with output guardrails: token ids "
+                        "cannot be checked.",
+                        "unsupported_parameter",
+                        name,
+                    )
+        try:
+            slots = texts.request_slots(body, chat)
+        except texts.ShapeError as exc:
+            raise errors.invalid_request(str(exc), param=exc.param) from None
         estimate = 0
         if runtime.limiter is not None and runtime.limiter.tokens_per_minute is not None:
             estimate = sum(self.tokens.count(slot.text) for slot in slots)
@@ -746,7 +713,7 @@ class Gateway:
         if stream:
             return await self._stream(request, ctx, runtime, route, body, chat, key_id, estimate)
 
-        payload = raw or fastjson.dumps(body)
+        payload = raw or self._dumps(body)
         response = await self._send(request, ctx, route, payload, runtime)
         try:
             raw = await self._read_upstream(ctx, response)
@@ -827,25 +794,60 @@ class Gateway:
             for choice in choices:
                 if not isinstance(choice, dict):
                     continue
-                holder = choice.get("message") if chat else choice
-                key = "content" if chat else "text"
-                if not isinstance(holder, dict) or not isinstance(holder.get(key), str):
-                    continue
-                result = guard.check(holder[key])
-                if result.findings:
-                    self._record("output", result.findings)
-                blocked = result.blocked
-                if blocked is not None:
-                    ctx.blocked_by = blocked.check
-                    raise errors.guardrail_violation(blocked)
-                if result.text != holder[key]:
-                    holder[key] = result.text
-                    changed = True
+                for slot in texts.response_slots(choice, chat):
+                    result = guard.check(slot.text)
+                    self._apply(ctx, "output", result)
+                    if result.text != slot.text:
+                        slot.replace(result.text)
+                        changed = True
+                changed |= self._check_logprobs(guard, choice, chat)
         finally:
             self._output_seconds.observe(time.perf_counter() - started)
         if not changed:
             return raw, usage
         return fastjson.dumps(data), usage
+
+    def _apply(self, ctx: RequestContext, stage: str, result: pipeline.TextResult) -> None:
+        """Record a check's findings; raise the 400 of the first that blocks."""
+        if result.findings:
+            self._record(stage, result.findings)
+        blocked = result.blocked
+        if blocked is not None:
+            ctx.blocked_by = blocked.check
+            raise errors.guardrail_violation(blocked)
+
+    @staticmethod
+    def _check_logprobs(guard: pipeline.OutputGuard, choice: dict[str, Any], chat: bool) -> bool:
+        """Redact the tokens of a choice's logprobs like its text; True if any changed.
+
+        Their findings are the text's, already recorded; a block is the text's too.
+        """
+        tokens = texts.LogprobTokens(choice.get("logprobs"), chat)
+        if not tokens.entries:
+            return False
+        scanner = guard.tokens()
+        released = scanner.feed([entry.text for entry in tokens.entries])
+        final = scanner.finish()
+        for result in (released, final):
+            if result.blocked is not None:
+                raise errors.guardrail_violation(result.blocked)
+        changed = False
+        for position, text in released.released + final.released:
+            if text is not None:
+                tokens.redact(tokens.entries[position], text)
+                changed = True
+        if changed:
+            tokens.fix_offsets(0)
+        return changed
+
+    @staticmethod
+    def _dumps(body: dict[str, Any]) -> bytes:
+        try:
+            return fastjson.dumps(body)
+        except fastjson.NotJSONError:
+            raise errors.invalid_request(
+                "The request body is nested too deeply.", code="invalid_json"
+            ) from None
 
     async def _stream(
         self,
@@ -866,7 +868,7 @@ class Gateway:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        response = await self._send(request, ctx, route, fastjson.dumps(body), runtime)
+        response = await self._send(request, ctx, route, self._dumps(body), runtime)
         try:
             content_type = response.headers.get("Content-Type", "")
             if response.status != 200 or not content_type.startswith("text/event-stream"):

@@ -2,11 +2,17 @@
 
 vLLM streams `data: {chunk}` events separated by blank lines and ends with
 `data: [DONE]`. `EventSplitter` cuts the byte stream into events whatever the read
-boundaries; `StreamFilter` runs each choice's text through its own guardrail
-`StreamScanner`, which holds back a small window so that an entity split across two
-chunks is still caught, and writes what may be emitted now back into the chunk. When
-a choice finishes, its scanner is flushed into that final chunk. A blocked choice
-ends the stream with an OpenAI-style `data: {"error": ...}` event and `[DONE]`.
+boundaries; `StreamFilter` runs every text field of each choice's delta that
+`texts` lists (content, reasoning, refusal, each tool call's arguments; the
+completions' text) through its own guardrail `StreamScanner`, which holds back a
+small window so that an entity split across two chunks is still caught, and writes
+what may be emitted now back into the chunk. Tool-call names arrive whole and are
+checked whole. The chosen tokens of a choice's logprobs go through a
+`TokenScanner` and are held until their text is released, redacted like the text.
+When a delta switches fields (reasoning, then content), the scanners of the other
+fields are flushed into it; when a choice finishes, all of its scanners are. A
+blocked choice ends the stream with an OpenAI-style `data: {"error": ...}` event
+and `[DONE]`.
 
 The gateway asks the engine for a usage report (`stream_options.include_usage`) to
 count tokens; when the client did not ask for one, the usage-only chunk is dropped
@@ -19,7 +25,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from llm_serving.gateway import errors, fastjson
+from llm_serving.gateway import errors, fastjson, texts
 from llm_serving.guardrails import pipeline
 
 DONE = b"data: [DONE]\n\n"
@@ -92,6 +98,92 @@ class Output:
     blocked: pipeline.Finding | None = None
 
 
+class _Blocked(Exception):  # noqa: N818 - control flow inside the filter, never raised out
+    def __init__(self, finding: pipeline.Finding) -> None:
+        super().__init__(finding.check)
+        self.finding = finding
+
+
+class _Logprobs:
+    """The logprobs of one streamed choice: tokens held until their text is released.
+
+    Chat entries are kept whole; completions keep the parallel lists (`tokens`,
+    `token_logprobs`, `top_logprobs`, `text_offset`) position by position, and their
+    offsets move by what the redactions before them changed.
+    """
+
+    def __init__(self, scanner: pipeline.TokenScanner, chat: bool) -> None:
+        self._scanner = scanner
+        self._chat = chat
+        self._held: dict[int, Any] = {}
+        self._fed = 0
+        self._shift = 0
+
+    def feed(self, logprobs: Any) -> dict[str, Any] | None:
+        """Take this chunk's logprobs; the logprobs to send with it (None: nothing)."""
+        tokens: list[str] = []
+        if self._chat:
+            content = logprobs.get("content") if isinstance(logprobs, dict) else None
+            for entry in content if isinstance(content, list) else ():
+                if isinstance(entry, dict) and isinstance(entry.get("token"), str):
+                    self._held[self._fed + len(tokens)] = entry
+                    tokens.append(entry["token"])
+        elif isinstance(logprobs, dict) and isinstance(logprobs.get("tokens"), list):
+            columns = [logprobs.get(name) for name in _COLUMNS]
+            for index, token in enumerate(logprobs["tokens"]):
+                if isinstance(token, str):
+                    row = [_at(column, index) for column in columns]
+                    self._held[self._fed + len(tokens)] = row
+                    tokens.append(token)
+        self._fed += len(tokens)
+        return self._out(self._scanner.feed(tokens))
+
+    def finish(self) -> dict[str, Any] | None:
+        """Release what is held; the logprobs to send (None: nothing)."""
+        return self._out(self._scanner.finish())
+
+    def _out(self, result: pipeline.TokensResult) -> dict[str, Any] | None:
+        if result.blocked is not None:
+            raise _Blocked(result.blocked)
+        if not result.released:
+            return None
+        if self._chat:
+            entries = []
+            for position, text in result.released:
+                entry = self._held.pop(position)
+                if text is not None:
+                    texts.redact_chat_entry(entry, text)
+                entries.append(entry)
+            return {"content": entries}
+        out: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+        for position, text in result.released:
+            token, logprob, top, offset = self._held.pop(position)
+            if isinstance(offset, int):
+                offset += self._shift
+            if text is not None:
+                self._shift += len(text) - len(token)
+                token, top = text, ({} if isinstance(top, dict) else top)
+            for name, value in zip(_COLUMNS, (token, logprob, top, offset), strict=True):
+                out[name].append(value)
+        return out
+
+
+_COLUMNS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+
+
+def _at(column: Any, index: int) -> Any:
+    return column[index] if isinstance(column, list) and index < len(column) else None
+
+
+class _Choice:
+    """The scanners of one streamed choice, one per text field (and tool call)."""
+
+    def __init__(self) -> None:
+        self.scanners: dict[str | int, pipeline.StreamScanner] = {}
+        self.logprobs: _Logprobs | None = None
+        self.finished = False
+
+
 class StreamFilter:
     """Applies output guardrails to a chat or completions stream, one event at a time."""
 
@@ -106,8 +198,7 @@ class StreamFilter:
         self._chat = chat
         self._forward_usage = forward_usage
         self._on_findings = on_findings
-        self._scanners: dict[int, pipeline.StreamScanner] = {}
-        self._finished: set[int] = set()
+        self._choices: dict[int, _Choice] = {}
         self._last: dict[str, Any] = {}  # the last chunk with choices: its id, model, ...
         self.usage: Usage | None = None
         self.done = False
@@ -117,22 +208,17 @@ class StreamFilter:
         """Whether output guardrails run on this stream."""
         return self._guard is not None
 
-    def _scanner(self, index: int) -> pipeline.StreamScanner | None:
-        if self._guard is None:
-            return None
-        scanner = self._scanners.get(index)
-        if scanner is None:
-            scanner = self._scanners[index] = self._guard.stream()
-        return scanner
-
-    def _scan(self, result: pipeline.TextResult) -> tuple[str, pipeline.Finding | None]:
-        if result.findings:
-            self._on_findings(result.findings)
-        return result.text, result.blocked
-
     def _blocked(self, finding: pipeline.Finding) -> Output:
         self.done = True
         return Output([encode(errors.guardrail_body(finding)), DONE], done=True, blocked=finding)
+
+    def _scan(self, result: pipeline.TextResult) -> str:
+        if result.findings:
+            self._on_findings(result.findings)
+        blocked = result.blocked
+        if blocked is not None:
+            raise _Blocked(blocked)
+        return result.text
 
     def feed(self, data: str) -> Output:
         """Process the data of one upstream event."""
@@ -148,9 +234,7 @@ class StreamFilter:
             return Output([("data: " + data + "\n\n").encode()])
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            self.usage = Usage(
-                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            )
+            self.usage = Usage(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"))
             if not self._forward_usage:
                 del chunk["usage"]
         choices = chunk.get("choices")
@@ -159,15 +243,15 @@ class StreamFilter:
         self._last = chunk
         kept: list[Any] = []
         has_text = False
-        for choice in choices:
-            if not isinstance(choice, dict):
-                continue
-            outcome = self._choice(choice)
-            if isinstance(outcome, pipeline.Finding):
-                return self._blocked(outcome)
-            if outcome is not None:
-                kept.append(outcome)
-                has_text = has_text or bool(self._text(outcome))
+        try:
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    continue
+                if self._choice(choice):
+                    kept.append(choice)
+                    has_text = has_text or _has_text(choice, self._chat)
+        except _Blocked as blocked:
+            return self._blocked(blocked.finding)
         if not kept and choices:
             return Output([])  # everything held back
         if not kept and "usage" not in chunk:
@@ -175,73 +259,129 @@ class StreamFilter:
         chunk["choices"] = kept
         return Output([encode(chunk)], has_text=has_text)
 
-    def _text(self, choice: dict[str, Any]) -> str:
-        if self._chat:
-            delta = choice.get("delta")
-            content = delta.get("content") if isinstance(delta, dict) else None
-            return content if isinstance(content, str) else ""
-        text = choice.get("text")
-        return text if isinstance(text, str) else ""
-
-    def _choice(self, choice: dict[str, Any]) -> dict[str, Any] | pipeline.Finding | None:
-        """Scan one choice; the choice to emit, None to drop it, or the blocking finding."""
+    def _state(self, choice: dict[str, Any]) -> _Choice:
         index = choice.get("index", 0)
         index = index if isinstance(index, int) else 0
-        scanner = self._scanner(index)
-        text = self._text(choice)
-        finishing = choice.get("finish_reason") is not None
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _Choice()
+        return state
+
+    def _scanner(self, state: _Choice, field: str | int) -> pipeline.StreamScanner:
+        assert self._guard is not None
+        scanner = state.scanners.get(field)
         if scanner is None:
-            return choice
-        emitted = ""
-        if text:
-            emitted, blocked = self._scan(scanner.feed(text))
-            if blocked is not None:
-                return blocked
-        if finishing and index not in self._finished:
-            self._finished.add(index)
-            tail, blocked = self._scan(scanner.finish())
-            if blocked is not None:
-                return blocked
-            emitted += tail
+            scanner = state.scanners[field] = self._guard.stream()
+        return scanner
+
+    def _choice(self, choice: dict[str, Any]) -> bool:
+        """Scan one choice in place; False when nothing of it may go out now."""
+        if self._guard is None:
+            return True
+        state = self._state(choice)
+        finishing = choice.get("finish_reason") is not None
+        tails: dict[str | int, str] = {}
+        emitted = False
         if self._chat:
             delta = choice.get("delta")
-            delta = delta if isinstance(delta, dict) else {}
-            if "content" in delta or emitted:
-                delta["content"] = emitted
-            choice["delta"] = delta
-            other = any(k != "content" and v is not None for k, v in delta.items())
+            if not isinstance(delta, dict):
+                delta = choice["delta"] = {}
+            fields = self._fields(delta)
+            if fields:  # a field switch (reasoning, then content): flush the others
+                for field in [f for f in state.scanners if f not in fields]:
+                    tails[field] = self._scan(state.scanners.pop(field).finish())
+            for field, (holder, key, text) in fields.items():
+                out = self._scan(self._scanner(state, field).feed(text))
+                holder[key] = out
+                emitted = emitted or bool(out)
+            if finishing:
+                for field in list(state.scanners):
+                    tails[field] = tails.get(field, "") + self._scan(
+                        state.scanners.pop(field).finish()
+                    )
+            _put_tails(delta, tails)
+            other = any(
+                k not in texts.CHOICE_TEXTS and k != "tool_calls" and v is not None
+                for k, v in delta.items()
+            )
+            emitted = emitted or bool(tails) or other or bool(delta.get("tool_calls"))
         else:
-            choice["text"] = emitted
-            other = False
-        if emitted or finishing or other or choice.get("logprobs") is not None:
-            return choice
-        return None
+            given = choice.get("text")
+            out = ""
+            if isinstance(given, str) and given:
+                out = self._scan(self._scanner(state, "text").feed(given))
+            if finishing and "text" in state.scanners:
+                out += self._scan(state.scanners.pop("text").finish())
+            choice["text"] = out
+            emitted = bool(out)
+        logprobs = choice.get("logprobs")
+        if logprobs is not None or (finishing and state.logprobs is not None):
+            if state.logprobs is None:
+                state.logprobs = _Logprobs(self._guard.tokens(), self._chat)
+            released = state.logprobs.feed(logprobs) if logprobs is not None else None
+            if finishing:
+                released = _join(released, state.logprobs.finish())
+                state.logprobs = None
+            choice["logprobs"] = released
+            emitted = emitted or released is not None
+        if finishing:
+            state.finished = True
+        return emitted or finishing
+
+    def _fields(self, delta: dict[str, Any]) -> dict[str | int, tuple[Any, Any, str]]:
+        """The texts of a delta by scanner key; tool-call names are checked whole here."""
+        fields: dict[str | int, tuple[Any, Any, str]] = {}
+        for name in texts.CHOICE_TEXTS:
+            text = delta.get(name)
+            if isinstance(text, str) and text:
+                fields[name] = (delta, name, text)
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            for position, call in enumerate(calls):
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(function, dict):
+                    continue
+                if isinstance(function.get("name"), str) and self._guard is not None:
+                    function["name"] = self._scan(self._guard.check(function["name"]))
+                arguments = function.get("arguments")
+                if isinstance(arguments, str) and arguments:
+                    index = call.get("index", position)
+                    fields[index if isinstance(index, int) else position] = (
+                        function,
+                        "arguments",
+                        arguments,
+                    )
+        return fields
 
     def _finish(self) -> Output:
         """[DONE]: flush choices that never reported a finish reason, then end."""
         events: list[bytes] = []
         has_text = False
-        for index, scanner in sorted(self._scanners.items()):
-            if index in self._finished:
-                continue
-            self._finished.add(index)
-            tail, blocked = self._scan(scanner.finish())
-            if blocked is not None:
-                return self._blocked(blocked)
-            if tail:
-                has_text = True
-                choice: dict[str, Any] = (
-                    {
-                        "index": index,
-                        "delta": {"content": tail},
-                        "logprobs": None,
-                        "finish_reason": None,
-                    }
-                    if self._chat
-                    else {"index": index, "text": tail, "logprobs": None, "finish_reason": None}
-                )
+        try:
+            for index, state in sorted(self._choices.items()):
+                if state.finished:
+                    continue
+                state.finished = True
+                tails = {f: self._scan(s.finish()) for f, s in state.scanners.items()}
+                state.scanners.clear()
+                logprobs = state.logprobs.finish() if state.logprobs is not None else None
+                tails = {field: tail for field, tail in tails.items() if tail}
+                if not tails and logprobs is None:
+                    continue
+                has_text = has_text or bool(tails)
+                choice: dict[str, Any] = {"index": index}
+                if self._chat:
+                    delta: dict[str, Any] = {}
+                    _put_tails(delta, tails)
+                    choice["delta"] = delta
+                else:
+                    choice["text"] = tails.get("text", "")
+                choice["logprobs"] = logprobs
+                choice["finish_reason"] = None
                 meta = {k: v for k, v in self._last.items() if k not in ("choices", "usage")}
                 events.append(encode({**meta, "choices": [choice]}))
+        except _Blocked as blocked:
+            return self._blocked(blocked.finding)
         events.append(DONE)
         self.done = True
         return Output(events, done=True, has_text=has_text)
@@ -251,3 +391,39 @@ class StreamFilter:
         if self.done:
             return Output([], done=True)
         return self._finish()
+
+
+def _count(usage: dict[str, Any], name: str) -> int:
+    value = usage.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _put_tails(delta: dict[str, Any], tails: dict[str | int, str]) -> None:
+    """Add the flushed text of each field to a delta (a tool call's as its own entry)."""
+    for field, tail in tails.items():
+        if not tail:
+            continue
+        if isinstance(field, int):
+            calls = delta.get("tool_calls")
+            if not isinstance(calls, list):
+                calls = delta["tool_calls"] = []
+            calls.append({"index": field, "function": {"arguments": tail}})
+        else:
+            delta[field] = (delta.get(field) or "") + tail
+
+
+def _join(first: dict[str, Any] | None, second: dict[str, Any] | None) -> dict[str, Any] | None:
+    if first is None or second is None:
+        return first if second is None else second
+    return {name: first[name] + second[name] for name in first}
+
+
+def _has_text(choice: dict[str, Any], chat: bool) -> bool:
+    if not chat:
+        return bool(choice.get("text"))
+    delta = choice.get("delta")
+    if not isinstance(delta, dict):
+        return False
+    if any(isinstance(delta.get(name), str) and delta[name] for name in texts.CHOICE_TEXTS):
+        return True
+    return bool(delta.get("tool_calls"))

@@ -84,6 +84,10 @@ class TextResult:
 
     text: str
     findings: tuple[Finding, ...]
+    spans: tuple[pii.Span, ...] = ()
+    """The redactions applied, in the coordinates of the text checked."""
+    source_chars: int | None = None
+    """Streams: how many characters of the text fed so far this result covers (None: all)."""
 
     @property
     def blocked(self) -> Finding | None:
@@ -241,7 +245,7 @@ class InputGuard:
             findings.extend(_pii_findings(self._text.pii_action, entities))
         redactions = self._text.redactions(deny, entities)
         redacted = pii.apply(text, redactions) if redactions else text
-        return TextResult(redacted, tuple(findings))
+        return TextResult(redacted, tuple(findings), tuple(redactions))
 
     async def judge(self, session: aiohttp.ClientSession, text: str) -> Finding | None:
         """Ask the judge model; a Finding when unsafe or failing closed, else None.
@@ -313,11 +317,15 @@ class OutputGuard:
                 findings.append(self._toxicity_finding(score))
         redactions = self._text.redactions(deny, entities)
         redacted = pii.apply(text, redactions) if redactions else text
-        return TextResult(redacted, tuple(findings))
+        return TextResult(redacted, tuple(findings), tuple(redactions))
 
-    def stream(self) -> StreamScanner:
-        """A scanner for one streamed choice."""
-        return StreamScanner(self)
+    def stream(self, toxicity: bool = True) -> StreamScanner:
+        """A scanner for one streamed text; `toxicity=False` leaves toxicity out."""
+        return StreamScanner(self, toxicity)
+
+    def tokens(self) -> TokenScanner:
+        """A scanner for a sequence of tokens (logprobs), releasing whole tokens."""
+        return TokenScanner(self)
 
 
 _CONTEXT_CHARS = 64  # emitted text kept so look-behinds and keywords still see it
@@ -331,12 +339,13 @@ class StreamScanner:
     finding was returned once, by the call that found it.
     """
 
-    def __init__(self, guard: OutputGuard) -> None:
+    def __init__(self, guard: OutputGuard, toxicity: bool = True) -> None:
         self._guard = guard
         self._holdback = guard.holdback
         self._buffer = ""
         self._context = ""
-        self._tracker = guard._toxicity.tracker() if guard._toxicity is not None else None
+        tox = guard._toxicity if toxicity else None
+        self._tracker = tox.tracker() if tox is not None else None
         self._toxic = False
         self._key_hold = False  # holding an unterminated private-key block
         self.blocked: Finding | None = None
@@ -354,7 +363,7 @@ class StreamScanner:
             and not findings
             and "-----END" not in self._buffer[-(len(delta) + len("-----END")) :]
         ):
-            return TextResult("", ())  # nothing can be released before the END line
+            return TextResult("", (), (), 0)  # nothing can be released before the END line
         return self._emit(findings, final=False)
 
     def finish(self) -> TextResult:
@@ -387,7 +396,7 @@ class StreamScanner:
         if blocking or any(f.action is policy.Action.BLOCK for f in findings):
             # Block on anything seen, even in the held-back part: nothing more is emitted.
             findings = guard._text.findings(deny, entities) + findings
-            result = TextResult("", tuple(findings))
+            result = TextResult("", tuple(findings), (), 0)
             self.blocked = result.blocked
             self._buffer = ""
             return result
@@ -401,7 +410,7 @@ class StreamScanner:
         text = pii.apply(emitted, redactions) if redactions else emitted
         self._context = (self._context + emitted)[-_CONTEXT_CHARS:]
         self._buffer = buffer[boundary:]
-        return TextResult(text, tuple(findings))
+        return TextResult(text, tuple(findings), tuple(redactions), boundary)
 
     def _boundary(
         self, buffer: str, deny: list[tuple[int, pii.Span]], entities: list[pii.Span]
@@ -447,3 +456,80 @@ class StreamScanner:
 
 def _shift(span: pii.Span, offset: int) -> pii.Span:
     return dataclasses.replace(span, start=span.start - offset, end=span.end - offset)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokensResult:
+    """What a `TokenScanner` releases: (position, new text or None when unchanged) pairs."""
+
+    released: list[tuple[int, str | None]]
+    findings: tuple[Finding, ...]
+    blocked: Finding | None
+
+
+class TokenScanner:
+    """Output checks over a sequence of tokens (a choice's logprobs), released whole.
+
+    The tokens are scanned as one text by a `StreamScanner` (without toxicity: the
+    choice's text is scored already); a token goes out once the scanner has released
+    all of its characters, and a token that overlaps a redaction gets the redacted
+    text of its part: the entity's placeholder in the token where the entity starts,
+    the empty string in the others, so the tokens still spell the redacted text.
+    Positions count the tokens fed, from 0.
+    """
+
+    def __init__(self, guard: OutputGuard) -> None:
+        self._scanner = guard.stream(toxicity=False)
+        # (position, start, token) of the tokens not released yet
+        self._pending: collections.deque[tuple[int, int, str]] = collections.deque()
+        self._fed = 0  # characters fed
+        self._released = 0  # characters released by the scanner
+        self._spans: list[tuple[int, int, str]] = []  # redactions, absolute, not passed yet
+        self._count = 0
+
+    def feed(self, tokens: list[str]) -> TokensResult:
+        """Add tokens; return those that may go out now."""
+        for token in tokens:
+            self._pending.append((self._count, self._fed, token))
+            self._count += 1
+            self._fed += len(token)
+        return self._take(self._scanner.feed("".join(tokens)))
+
+    def finish(self) -> TokensResult:
+        """Release every token left (checked); call once at the end."""
+        return self._take(self._scanner.finish(), final=True)
+
+    def _take(self, result: TextResult, final: bool = False) -> TokensResult:
+        blocked = result.blocked
+        if blocked is not None:
+            self._pending.clear()
+            return TokensResult([], result.findings, blocked)
+        base = self._released
+        self._spans.extend((base + s.start, base + s.end, s.replacement) for s in result.spans)
+        self._released += len(result.text) if result.source_chars is None else result.source_chars
+        released: list[tuple[int, str | None]] = []
+        pending = self._pending
+        while pending and (final or pending[0][1] + len(pending[0][2]) <= self._released):
+            position, start, token = pending.popleft()
+            released.append((position, self._redacted(start, token)))
+        if self._spans:
+            done = pending[0][1] if pending else self._released
+            self._spans = [span for span in self._spans if span[1] > done]
+        return TokensResult(released, result.findings, None)
+
+    def _redacted(self, start: int, token: str) -> str | None:
+        """`token` (at `start`) with the redactions applied, or None if none touches it."""
+        end = start + len(token)
+        spans = [s for s in self._spans if s[0] < end and s[1] > start]
+        if not spans:
+            return None
+        pieces: list[str] = []
+        cursor = start
+        for span_start, span_end, replacement in spans:
+            if span_start >= start:
+                pieces.append(token[cursor - start : span_start - start])
+                pieces.append(replacement)
+            cursor = max(cursor, span_end)
+        if cursor < end:
+            pieces.append(token[cursor - start :])
+        return "".join(pieces)

@@ -46,6 +46,10 @@ class ScriptedEngine:
     cancelled: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     finished_streams: int = 0
     calls: int = 0
+    #: A whole answer to send as is (non-streamed chat and completions).
+    document: dict[str, Any] | None = None
+    #: Chunks to stream as is, each one event, then [DONE].
+    events: list[dict[str, Any]] | None = None
 
     def app(self) -> web.Application:
         application = web.Application()
@@ -89,6 +93,8 @@ class ScriptedEngine:
         if body.get("stream"):
             return await self._stream(request, body, chat=True)
         await asyncio.sleep(self.delay)
+        if self.document is not None:
+            return web.json_response(self.document)
         return web.json_response(
             {
                 "id": "chatcmpl-1",
@@ -112,6 +118,8 @@ class ScriptedEngine:
         if body.get("stream"):
             return await self._stream(request, body, chat=False)
         await asyncio.sleep(self.delay)
+        if self.document is not None:
+            return web.json_response(self.document)
         return web.json_response(
             {
                 "id": "cmpl-1",
@@ -130,6 +138,14 @@ class ScriptedEngine:
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if self.events is not None:
+            for chunk in self.events:
+                await asyncio.sleep(self.chunk_delay)
+                await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            self.finished_streams += 1
+            return response
         base = {
             "id": "chatcmpl-s" if chat else "cmpl-s",
             "object": "chat.completion.chunk" if chat else "text_completion",

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from llm_serving.gateway import app, httpd, sse
+from llm_serving.gateway import httpd, sse, texts
 from tests.unit.serving import gateway_support as support
 
 CHAT_BODY = {
@@ -310,7 +310,7 @@ async def test_unexpected_error_is_an_openai_500(
     def broken(body: object, chat: bool) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(app, "text_slots", broken)
+    monkeypatch.setattr(texts, "request_slots", broken)
     async with stack.client.post(f"{stack.url}/v1/chat/completions", json=CHAT_BODY) as response:
         assert response.status == 500
         body = await response.json()

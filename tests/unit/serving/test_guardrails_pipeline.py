@@ -338,3 +338,40 @@ def test_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     guard.check(texts[1])
     assert len(guard._memo) == 2
     assert guard._memo_chars == sum(len(text) for text in guard._memo)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_tokens_spell_the_redacted_text_whatever_the_split(seed: int) -> None:
+    """A TokenScanner releases every token once, in order, spelling what the text gives."""
+    text = " ".join(
+        f"call {SECRETS['phone']} or mail {SECRETS['email']} with key {SECRETS['credential']}"
+        for _ in range(3)
+    )
+    expected = output_guard().check(text).text
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(text)), 40))
+    tokens_in = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    scanner = output_guard().tokens()
+    out: dict[int, str] = {}
+    for start in range(0, len(tokens_in), 3):
+        result = scanner.feed(tokens_in[start : start + 3])
+        assert result.blocked is None
+        for position, new in result.released:
+            assert position not in out
+            out[position] = tokens_in[position] if new is None else new
+    for position, new in scanner.finish().released:
+        out[position] = tokens_in[position] if new is None else new
+    assert sorted(out) == list(range(len(tokens_in)))
+    assert "".join(out[i] for i in range(len(tokens_in))) == expected
+
+
+def test_token_scanner_blocks_and_releases_nothing_after() -> None:
+    scanner = output_guard(denyPatterns={"patterns": ["s3cret"]}).tokens()
+    first = scanner.feed(["the ", "word is s3"])
+    second = scanner.feed(["cret", " indeed"])
+    assert first.blocked is None
+    assert second.blocked is not None
+    assert second.blocked.check == "deny_pattern"
+    assert not second.released
+    assert not first.released  # deny patterns hold the whole window back
+    assert not scanner.finish().released
