@@ -16,7 +16,7 @@ from llm_operator.builders import common
 
 
 def _render(args: argparse.Namespace) -> int:
-    options = common.Options(gateway_image=args.gateway_image)
+    options = common.Options(gateway_image=args.gateway_image, runbook_url=args.runbook_url)
     objects = []
     failed = False
     for path in args.filename:
@@ -65,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         lease_namespace=args.lease_namespace,
         resync_seconds=args.resync_seconds,
         gateway_image=args.gateway_image,
+        runbook_url=args.runbook_url,
         kubeconfig=args.kubeconfig,
         metrics_port=args.metrics_port or None,
         metrics_host=args.metrics_host,
@@ -94,6 +95,14 @@ def _dev(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+def _runbook_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--runbook-url",
+        default=common.DEFAULT_RUNBOOK_URL,
+        help="page of the alerts' runbooks; each alert links to its #section",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser, exposed for the docs and the tests."""
     top = argparse.ArgumentParser(
@@ -111,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     p_render.add_argument(
         "--gateway-image", default=common.DEFAULT_GATEWAY_IMAGE, help="gateway sidecar image"
     )
+    _runbook_argument(p_render)
     p_render.set_defaults(func=_render)
 
     p_crds = sub.add_parser("crds", help="print the LLMDeployment CRD")
@@ -157,6 +167,7 @@ def parser() -> argparse.ArgumentParser:
         help="YAML price table (dollars per GPU-hour by GPU type) for the cost metrics; "
         "default: the shipped placeholder table",
     )
+    _runbook_argument(p_run)
     p_run.set_defaults(func=_run)
 
     p_dev = sub.add_parser(

@@ -41,6 +41,7 @@ class RunConfig:
     lease_seconds: int = 15
     resync_seconds: float = 30.0
     gateway_image: str = common.DEFAULT_GATEWAY_IMAGE
+    runbook_url: str = common.DEFAULT_RUNBOOK_URL
     kubeconfig: str | None = None
     # None: no metrics server; 0: any free port (see `handlers.RUNTIME.metrics_port`).
     metrics_port: int | None = metrics.DEFAULT_PORT
@@ -78,7 +79,9 @@ async def run(
     """
     if config.kubeconfig:
         os.environ["KUBECONFIG"] = config.kubeconfig
-    handlers.RUNTIME.options = common.Options(gateway_image=config.gateway_image)
+    handlers.RUNTIME.options = common.Options(
+        gateway_image=config.gateway_image, runbook_url=config.runbook_url
+    )
     handlers.RUNTIME.namespaces = config.namespaces
     handlers.RUNTIME.resync_seconds = config.resync_seconds
     handlers.RUNTIME.kubeconfig = config.kubeconfig

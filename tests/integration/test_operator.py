@@ -427,11 +427,16 @@ def test_rendered_objects_pass_server_side_dry_run(
             "guardrails": {"enabled": True, "apiKeys": {"enabled": True, "secretName": "keys"}},
             "modelCache": {"enabled": True},
             "autoscaling": {"enabled": True, "provider": "hpa", "prometheusUrl": "http://p:9090"},
-            "observability": {"podMonitor": True, "serviceMonitor": True, "prometheusRule": True},
+            "observability": {"podMonitor": True, "prometheusRule": True},
         },
     }
+    # At most one monitor per LLMDeployment: the ServiceMonitor on a copy.
+    service_monitor = copy.deepcopy(everything)
+    service_monitor["metadata"]["name"] = "everything-sm"
+    service_monitor["spec"]["observability"] = {"serviceMonitor": True}
     sources = [(p.name, p.read_text(encoding="utf-8")) for p in EXAMPLES]
     sources.append(("everything", yaml.safe_dump(everything)))
+    sources.append(("everything-sm", yaml.safe_dump(service_monitor)))
     try:
         for source, text in sources:
             documents = render.load_documents(text, source)

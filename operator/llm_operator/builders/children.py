@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from llm_operator.api import v1alpha1
-from llm_operator.builders import autoscaling, common, core, deployment, monitoring
+from llm_operator.builders import alerts, autoscaling, common, core, deployment, monitoring
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +84,7 @@ def build_all(target: common.Target, options: common.Options) -> list[dict[str, 
         autoscaling.scaled_object(target),
         monitoring.pod_monitor(target),
         monitoring.service_monitor(target),
-        monitoring.prometheus_rule(target),
+        alerts.prometheus_rule(target, options),
     ]
     return [obj for obj in candidates if obj is not None]
 

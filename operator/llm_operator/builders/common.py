@@ -25,6 +25,8 @@ MODEL_CACHE_DIR = "/model-cache"
 PVC_MODEL_DIR = "/mnt/models"
 
 DEFAULT_GATEWAY_IMAGE = "ghcr.io/llm-operator/llm-gateway:0.1.0"
+# The alerts' runbook_url is this page plus the alert's anchor (docs/runbooks.md).
+DEFAULT_RUNBOOK_URL = "https://github.com/llm-operator/llm-operator/blob/main/docs/runbooks.md"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Options:
 
     gateway_image: str = DEFAULT_GATEWAY_IMAGE
     cluster_domain: str = "cluster.local"
+    runbook_url: str = DEFAULT_RUNBOOK_URL
 
 
 @dataclasses.dataclass(frozen=True)

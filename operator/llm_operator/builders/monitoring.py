@@ -1,8 +1,16 @@
-"""Prometheus Operator objects: PodMonitor, ServiceMonitor and PrometheusRule.
+"""Prometheus Operator monitors (PodMonitor or ServiceMonitor) and the queries they feed.
 
-Scraped series carry the label `llmoperator_io_deployment` (the Pod label
-`llmoperator.io/deployment`, sanitised by Prometheus), which every query of the
-alerts, the autoscalers and the dashboards selects on, together with `namespace`.
+Every replica has one scrape target per metrics source, told apart by the label
+`component`: `engine` (vLLM's `vllm:*`, read through the gateway's /metrics/engine
+when guardrails are on, or vLLM's own /metrics) and, with guardrails on, `gateway`
+(`llm_gateway_*` at the gateway's /metrics). Every scraped series is relabelled with
+`namespace`, `pod` and `llmdeployment`, the labels every query of the alerts, the
+autoscalers and the dashboards selects on; the operator's own per-LLMDeployment
+series carry the same two (`namespace`, `llmdeployment`), so one selector reads both.
+At most one of the two monitors exists (the API refuses both): each would scrape the
+same replicas. Queries that count replicas count pods, never targets, and queue
+depths take one value per pod, so a second scrape of the same pod (another job of the
+user's) does not double them.
 """
 
 from __future__ import annotations
@@ -11,44 +19,82 @@ from typing import Any
 
 from llm_operator.builders import common
 
-DEPLOYMENT_LABEL = "llmoperator_io_deployment"
+LLMDEPLOYMENT_LABEL = "llmdeployment"
+COMPONENT_LABEL = "component"
+ENGINE = "engine"
+GATEWAY = "gateway"
 MONITORING_API = "monitoring.coreos.com/v1"
+SCRAPE_INTERVAL = "15s"
+# Where the engine's metrics are read: through the gateway (vLLM listens on 127.0.0.1
+# only when guardrails are on) or from vLLM itself.
+ENGINE_PATH_VIA_GATEWAY = "/metrics/engine"
+METRICS_PATH = "/metrics"
 
 
 def selector(target: common.Target) -> str:
-    """PromQL label matchers of one LLMDeployment's series."""
-    return f'namespace="{target.namespace}",{DEPLOYMENT_LABEL}="{target.name}"'
+    """PromQL label matchers of one LLMDeployment's series (scraped and the operator's)."""
+    return f'namespace="{target.namespace}",{LLMDEPLOYMENT_LABEL}="{target.name}"'
+
+
+def engine_up(sel: str) -> str:
+    """PromQL: the engine scrape targets of the selected replicas that are up."""
+    return f'up{{{sel},{COMPONENT_LABEL}="{ENGINE}"}} == 1'
+
+
+def serving_pods(sel: str) -> str:
+    """PromQL: how many replicas have their engine scraped (pods, not targets)."""
+    return f"count(count by (pod) ({engine_up(sel)}))"
+
+
+def per_pod_sum(metric: str, sel: str) -> str:
+    """PromQL: a per-replica gauge summed over replicas, one value per pod."""
+    return f"sum(max by (pod) ({metric}{{{sel}}}))"
 
 
 def queue_depth_query(target: common.Target) -> str:
     """PromQL for the queue depth the autoscalers act on (summed over replicas)."""
-    waiting = f"sum(vllm:num_requests_waiting{{{selector(target)}}})"
+    sel = selector(target)
+    waiting = per_pod_sum("vllm:num_requests_waiting", sel)
     if target.spec.autoscaling.include_running:
-        return f"{waiting} + sum(vllm:num_requests_running{{{selector(target)}}})"
+        return f"{waiting} + {per_pod_sum('vllm:num_requests_running', sel)}"
     return waiting
 
 
-def _endpoints(target: common.Target) -> list[dict[str, Any]]:
-    endpoints = [{"port": "http", "path": "/metrics", "interval": "15s"}]
-    if target.gateway_enabled:
-        endpoints.append({"port": "http", "path": "/metrics/engine", "interval": "15s"})
-    return endpoints
-
-
-def _relabel_deployment() -> list[dict[str, Any]]:
+def _relabelings(component: str) -> list[dict[str, Any]]:
     return [
         {
             "sourceLabels": ["__meta_kubernetes_pod_label_llmoperator_io_deployment"],
-            "targetLabel": DEPLOYMENT_LABEL,
-        }
+            "targetLabel": LLMDEPLOYMENT_LABEL,
+        },
+        {"sourceLabels": ["__meta_kubernetes_namespace"], "targetLabel": "namespace"},
+        {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "pod"},
+        {"targetLabel": COMPONENT_LABEL, "replacement": component},
     ]
+
+
+def _endpoints(target: common.Target) -> list[dict[str, Any]]:
+    """One endpoint per metrics source of a replica, each with its `component` label."""
+    if not target.gateway_enabled:
+        return [_endpoint("http", METRICS_PATH, ENGINE)]
+    return [
+        _endpoint("http", METRICS_PATH, GATEWAY),
+        _endpoint("http", ENGINE_PATH_VIA_GATEWAY, ENGINE),
+    ]
+
+
+def _endpoint(port: str, path: str, component: str) -> dict[str, Any]:
+    return {
+        "port": port,
+        "path": path,
+        "interval": SCRAPE_INTERVAL,
+        "relabelings": _relabelings(component),
+    }
 
 
 def pod_monitor(target: common.Target) -> dict[str, Any] | None:
     """PodMonitor scraping every replica's gateway and engine metrics."""
     if not target.spec.observability.pod_monitor:
         return None
-    endpoints = [{**e, "relabelings": _relabel_deployment()} for e in _endpoints(target)]
     return {
         "apiVersion": MONITORING_API,
         "kind": "PodMonitor",
@@ -56,16 +102,15 @@ def pod_monitor(target: common.Target) -> dict[str, Any] | None:
         "spec": {
             "selector": {"matchLabels": common.selector_labels(target)},
             "namespaceSelector": {"matchNames": [target.namespace]},
-            "podMetricsEndpoints": endpoints,
+            "podMetricsEndpoints": _endpoints(target),
         },
     }
 
 
 def service_monitor(target: common.Target) -> dict[str, Any] | None:
-    """ServiceMonitor scraping through the Service's endpoints."""
+    """ServiceMonitor scraping the same endpoints through the Service's endpoints."""
     if not target.spec.observability.service_monitor:
         return None
-    endpoints = [{**e, "relabelings": _relabel_deployment()} for e in _endpoints(target)]
     return {
         "apiVersion": MONITORING_API,
         "kind": "ServiceMonitor",
@@ -73,96 +118,6 @@ def service_monitor(target: common.Target) -> dict[str, Any] | None:
         "spec": {
             "selector": {"matchLabels": common.selector_labels(target)},
             "namespaceSelector": {"matchNames": [target.namespace]},
-            "endpoints": endpoints,
+            "endpoints": _endpoints(target),
         },
-    }
-
-
-def prometheus_rule(target: common.Target) -> dict[str, Any] | None:
-    """Alerts for one LLMDeployment."""
-    if not target.spec.observability.prometheus_rule:
-        return None
-    sel = selector(target)
-    labels = {"severity": "warning", "llmdeployment": target.name}
-    depth = target.spec.autoscaling.target_queue_depth
-    rules = [
-        {
-            "alert": "LLMDeploymentDown",
-            "expr": f"sum(up{{{sel}}}) == 0",
-            "for": "5m",
-            "labels": {**labels, "severity": "critical"},
-            "annotations": {
-                "summary": f"No replica of {target.namespace}/{target.name} is being scraped.",
-                "description": "Every target of the LLMDeployment has been down for 5 minutes.",
-            },
-        },
-        {
-            "alert": "LLMQueueBacklog",
-            "expr": f"{queue_depth_query(target)} / clamp_min(count(up{{{sel}}} == 1), 1) "
-            f"> {2 * depth:g}",
-            "for": "10m",
-            "labels": labels,
-            "annotations": {
-                "summary": f"Requests are queueing on {target.namespace}/{target.name}.",
-                "description": "Waiting requests per replica have stayed above twice the "
-                "autoscaling target for 10 minutes; the deployment is at its maximum size "
-                "or cannot get GPUs.",
-            },
-        },
-        {
-            "alert": "LLMTimeToFirstTokenHigh",
-            "expr": "histogram_quantile(0.95, sum by (le) "
-            f"(rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[5m]))) > 5",
-            "for": "10m",
-            "labels": labels,
-            "annotations": {
-                "summary": f"p95 time to first token above 5 s on {target.name}.",
-                "description": "Users wait more than 5 seconds for the first token.",
-            },
-        },
-        {
-            "alert": "LLMKVCacheNearlyFull",
-            "expr": f"max(vllm:kv_cache_usage_perc{{{sel}}}) > 0.95",
-            "for": "10m",
-            "labels": labels,
-            "annotations": {
-                "summary": f"KV cache above 95% on {target.name}.",
-                "description": "The engine is preempting sequences; add replicas or lower "
-                "maxNumSeqs.",
-            },
-        },
-    ]
-    if target.gateway_enabled:
-        requests = f"sum(rate(llm_gateway_requests_total{{{sel}}}[5m]))"
-        rules += [
-            {
-                "alert": "LLMGatewayErrors",
-                "expr": f'sum(rate(llm_gateway_requests_total{{{sel},code=~"5.."}}[5m])) / '
-                f"clamp_min({requests}, 1e-9) > 0.05",
-                "for": "10m",
-                "labels": labels,
-                "annotations": {
-                    "summary": f"More than 5% of requests to {target.name} fail with 5xx.",
-                    "description": "The gateway answers 503/504 when the engine is down or "
-                    "too slow; check the engine's logs and readiness.",
-                },
-            },
-            {
-                "alert": "LLMGuardrailBlocksHigh",
-                "expr": "sum(rate(llm_gateway_guardrail_verdicts_total"
-                f'{{{sel},action="block"}}[15m])) / clamp_min({requests}, 1e-9) > 0.2',
-                "for": "15m",
-                "labels": labels,
-                "annotations": {
-                    "summary": f"Guardrails block more than 20% of requests to {target.name}.",
-                    "description": "Either an attack is under way or the policy is too strict "
-                    "for legitimate traffic; see llm_gateway_guardrail_verdicts_total by check.",
-                },
-            },
-        ]
-    return {
-        "apiVersion": MONITORING_API,
-        "kind": "PrometheusRule",
-        "metadata": common.metadata(target, target.name, "monitoring"),
-        "spec": {"groups": [{"name": f"llmdeployment.{target.name}", "rules": rules}]},
     }

@@ -241,7 +241,7 @@ def test_replicas_writer() -> None:
     scaled = objects["ScaledObject"]["spec"]
     assert scaled["scaleTargetRef"]["name"] == "m"
     assert (
-        'vllm:num_requests_waiting{namespace="ns",llmoperator_io_deployment="m"}'
+        'max by (pod) (vllm:num_requests_waiting{namespace="ns",llmdeployment="m"})'
         in scaled["triggers"][0]["metadata"]["query"]
     )
 
@@ -264,22 +264,41 @@ def test_pdb_settings() -> None:
     assert core.pod_disruption_budget(target({**BASE, "disruption": {"enabled": False}})) is None
 
 
+def _component(endpoint: dict[str, object]) -> str:
+    relabelings = endpoint["relabelings"]
+    assert isinstance(relabelings, list)
+    (component,) = [r["replacement"] for r in relabelings if r["targetLabel"] == "component"]
+    return str(component)
+
+
 def test_monitoring_objects() -> None:
     t = target(
         {
             **BASE,
             "guardrails": {"enabled": True},
-            "observability": {"podMonitor": True, "serviceMonitor": True, "prometheusRule": True},
+            "observability": {"podMonitor": True, "prometheusRule": True},
         }
     )
     objects = by_kind(children.build_all(t, common.Options()))
-    paths = [e["path"] for e in objects["PodMonitor"]["spec"]["podMetricsEndpoints"]]
-    assert paths == ["/metrics", "/metrics/engine"]
+    assert "ServiceMonitor" not in objects
+    endpoints = objects["PodMonitor"]["spec"]["podMetricsEndpoints"]
+    # One target per metrics source of a pod, told apart by `component`.
+    assert [(e["path"], _component(e)) for e in endpoints] == [
+        ("/metrics", "gateway"),
+        ("/metrics/engine", "engine"),
+    ]
+    for endpoint in endpoints:
+        labels = {r["targetLabel"] for r in endpoint["relabelings"]}
+        assert {"namespace", "pod", "llmdeployment", "component"} <= labels
     alerts = [r["alert"] for r in objects["PrometheusRule"]["spec"]["groups"][0]["rules"]]
     assert "LLMQueueBacklog" in alerts
-    assert objects["ServiceMonitor"]["spec"]["selector"]["matchLabels"] == {
-        common.LABEL_DEPLOYMENT: "m"
-    }
+
+    plain = target({**BASE, "observability": {"serviceMonitor": True}})
+    objects = by_kind(children.build_all(plain, common.Options()))
+    assert "PodMonitor" not in objects
+    monitor = objects["ServiceMonitor"]["spec"]
+    assert monitor["selector"]["matchLabels"] == {common.LABEL_DEPLOYMENT: "m"}
+    assert [(e["path"], _component(e)) for e in monitor["endpoints"]] == [("/metrics", "engine")]
 
 
 def test_builders_are_deterministic() -> None:
@@ -295,9 +314,13 @@ def test_every_child_kind_is_known() -> None:
         "guardrails": {"enabled": True},
         "modelCache": {"enabled": True},
         "autoscaling": {"enabled": True, "provider": "keda", "prometheusUrl": "http://p"},
-        "observability": {"podMonitor": True, "serviceMonitor": True, "prometheusRule": True},
+        "observability": {"podMonitor": True, "prometheusRule": True},
     }
-    for obj in children.build_all(target(spec), common.Options()):
+    service_monitor = {**spec, "observability": {"serviceMonitor": True}}
+    for obj in [
+        *children.build_all(target(spec), common.Options()),
+        *children.build_all(target(service_monitor), common.Options()),
+    ]:
         assert children.kind_of(obj).kind == obj["kind"]
 
 

@@ -97,16 +97,40 @@ class Disruption(common.Model):
         return self
 
 
+# Both would scrape every replica twice, doubling every series (and the queue depth
+# the autoscalers read).
+MONITORS_MESSAGE = (
+    "set at most one of podMonitor and serviceMonitor: both scrape the same replicas, "
+    "so every series would be counted twice"
+)
+
+
 class Observability(common.Model):
     """Metrics, monitors and alerts."""
 
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.podMonitor) && self.podMonitor && "
+                    "has(self.serviceMonitor) && self.serviceMonitor)",
+                    "message": MONITORS_MESSAGE,
+                    "fieldPath": ".serviceMonitor",
+                }
+            ]
+        }
+    )
+
     pod_monitor: bool = pydantic.Field(
         False,
-        description="Create a Prometheus Operator PodMonitor for the gateway, engine and "
-        "its metrics.",
+        description="Create a Prometheus Operator PodMonitor scraping every replica's gateway "
+        "(/metrics) and engine (/metrics/engine through the gateway, or vLLM's /metrics). "
+        "At most one of podMonitor and serviceMonitor.",
     )
     service_monitor: bool = pydantic.Field(
-        False, description="Create a Prometheus Operator ServiceMonitor for the Service."
+        False,
+        description="Create a Prometheus Operator ServiceMonitor scraping the same endpoints "
+        "through the Service. At most one of podMonitor and serviceMonitor.",
     )
     prometheus_rule: bool = pydantic.Field(
         False, description="Create a PrometheusRule with this deployment's alerts."
@@ -114,3 +138,9 @@ class Observability(common.Model):
     scrape_annotations: bool = pydantic.Field(
         True, description="Annotate Pods with prometheus.io/scrape, port and path."
     )
+
+    @pydantic.model_validator(mode="after")
+    def _one_monitor(self) -> Observability:
+        if self.pod_monitor and self.service_monitor:
+            raise policy.FieldError("serviceMonitor", MONITORS_MESSAGE)
+        return self
