@@ -91,9 +91,14 @@ _CONFUSABLES = str.maketrans(
     "\u0397\u0399\u039a\u039c\u039d\u03a1\u03a4\u03a5\u03a7\u0396",
     "aeopcyxijsldqwABEKMHOPCTXIJSoaeiknptuxOABEHIKMNPTYXZ",
 )
-_MIXED_WORD = re.compile(
-    r"\w*(?:[a-zA-Z][\u0370-\u03ff\u0400-\u04ff]|[\u0370-\u03ff\u0400-\u04ff][a-zA-Z])\w*"
+# Where a Latin letter meets a Greek or Cyrillic one. The word around each junction is
+# found by `_fold_mixed_words` with two scans that cannot backtrack: a pattern with
+# `\w*` on both sides of the junction retried `\w*` from every position of a long run
+# of letters (CJK text has no spaces), which took time growing with the square of it.
+_MIXED_JUNCTION = re.compile(
+    r"[a-zA-Z][\u0370-\u03ff\u0400-\u04ff]|[\u0370-\u03ff\u0400-\u04ff][a-zA-Z]"
 )
+_WORD_RUN = re.compile(r"\w*+")
 _COMBINING = re.compile(r"(?<=[A-Za-z])[\u0300-\u036f]+")
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "$": "s", "_": " "}
@@ -108,6 +113,32 @@ def _collapse(match: re.Match[str]) -> str:
     return match.group()[::2]
 
 
+def _fold_mixed_words(text: str) -> str:
+    """`text` with Greek and Cyrillic look-alikes made Latin in each word (maximal run of
+    word characters) that has a Latin letter next to a Greek or Cyrillic one.
+
+    Linear: each junction is found once, a word's end by a possessive scan forwards and
+    its start by the same scan over the reversed text, and junctions inside a word
+    already folded are skipped.
+    """
+    backwards = text[::-1]
+    size = len(text)
+    parts: list[str] = []
+    done = 0
+    for junction in _MIXED_JUNCTION.finditer(text):
+        at = junction.start()
+        if at < done:
+            continue
+        run = _WORD_RUN.match(backwards, size - at)
+        start = at - (run.end() - run.start()) if run else at
+        end = _WORD_RUN.match(text, at).end()  # type: ignore[union-attr]
+        parts.append(text[done:start])
+        parts.append(text[start:end].translate(_CONFUSABLES))
+        done = end
+    parts.append(text[done:])
+    return "".join(parts)
+
+
 def normalize(text: str) -> str:
     """Lower-case ASCII-folded text with common obfuscations undone (see module docstring)."""
     if not text.isascii():
@@ -116,8 +147,8 @@ def normalize(text: str) -> str:
             decomposed = unicodedata.normalize("NFKD", text)
             if _COMBINING.search(decomposed):
                 text = unicodedata.normalize("NFC", _COMBINING.sub("", decomposed))
-            if _MIXED_WORD.search(text):
-                text = _MIXED_WORD.sub(lambda m: m.group().translate(_CONFUSABLES), text)
+            if _MIXED_JUNCTION.search(text):
+                text = _fold_mixed_words(text)
     text = text.lower().translate(_LEET)
     if "-" in text:
         text = _INTRAWORD_HYPHEN.sub("", text)

@@ -151,10 +151,15 @@ _PHONE_KEYWORD = re.compile("|".join(_PHONE_WORDS))
 _CONTEXT_PHONE = re.compile(
     r"\b[^\d\n]{0,16}?(\(?0\d{1,4}\)?(?:[ .\-]?\d{2,4}){2,4})(?![\w\-]|\.\d)"
 )
-# Runs of digits and separators long enough to hold a phone number, card, SSN or IPv4
-# address; the specific patterns run only inside these runs.
-_NUMERIC_RUN = re.compile(r"[\d(+][\d \-.()/+]{5,}\d")
-_RUN_LEAD = frozenset(" -.()/+")  # the non-digits a numeric run may start with
+# Runs of digits and separators that hold a digit, each found once from its first
+# character (the lookbehind refuses to start inside one, so no position is scanned
+# twice); `PIIDetector.find` trims each to start at a digit, ``(`` or ``+`` and to end at
+# its last digit, and keeps those long enough (7 characters) to hold a phone number,
+# card, SSN or IPv4 address. The specific patterns run only inside these runs.
+_NUMERIC_RUN = re.compile(r"(?<![\d \-.()/+])[ \-.()/+]*+\d[\d \-.()/+]*+")
+_RUN_LEAD = " -.()/+"  # the non-digits a numeric run may start with
+_RUN_SEPARATORS = " -./)"  # ... and those before its first digit, bracket or plus
+_RUN_MIN = 7
 _SSN = re.compile(r"\d(?<![\w\-.]\d)(\d\d)([\- ])(\d\d)\2(\d{4})(?![\w\-]|\.\d)")
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d\d(?: ?[A-Z0-9]){11,30}")
 _IBAN_HEAD = re.compile(r"[A-Z]{2}\d\d")
@@ -441,11 +446,14 @@ class PIIDetector:
         if self._numeric and digits is not None:
             length = len(text)
             # A run starts at a digit or at the brackets, signs and separators before one.
-            first = digits[0]
-            while first and text[first - 1] in _RUN_LEAD:
-                first -= 1
+            first = len(text[: digits[0]].rstrip(_RUN_LEAD))
             for run in _NUMERIC_RUN.finditer(text, first, digits[1] + 1):
-                start, end = run.start(), min(length, run.end() + 2)
+                chunk = run.group()
+                start = run.start() + len(chunk) - len(chunk.lstrip(_RUN_SEPARATORS))
+                stop = run.start() + len(chunk.rstrip(_RUN_LEAD))
+                if stop - start < _RUN_MIN:
+                    continue
+                end = min(length, stop + 2)
                 for kind, recognise in self._numeric:
                     found.extend((kind, s, e) for s, e in recognise(text, start, end))
         if self._phones and "0" in text:  # national numbers start with 0
