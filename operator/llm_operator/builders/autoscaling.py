@@ -1,8 +1,12 @@
-"""Autoscaler objects for the keda and hpa providers (builtin needs none).
+"""Autoscaler objects for the keda and hpa providers (the builtin loop needs none).
 
-Both scale the Deployment on the engine queue depth; KEDA reads it from Prometheus
-itself, an HPA reads it as the external metric `llmoperator_queue_depth` (served by
-a metrics adapter that maps it to `queue_depth_query`).
+Both scale the Deployment on the signal of `builders.signals` with the spec's
+target per replica, bounds and behaviour (stabilisation windows and step limits,
+as HPA `behavior` policies). KEDA reads the signal from Prometheus itself; with
+`minReplicas: 0` a second trigger on `activationQuery` (a signal that exists while
+no replica does) wakes the deployment, because the engines' own series are gone
+at zero. An HPA reads the External metric that prometheus-adapter serves from the
+rules of `signals.prometheus_adapter_rules`, selected by the deployment label.
 """
 
 from __future__ import annotations
@@ -10,16 +14,34 @@ from __future__ import annotations
 from typing import Any
 
 from llm_operator.api import v1alpha1
-from llm_operator.builders import common, monitoring
+from llm_operator.builders import common, signals
 
-EXTERNAL_METRIC = "llmoperator_queue_depth"
+# Every signal is a sum over replicas and the target is per replica: AverageValue divides
+# the sum by the replica count, so replicas = ceil(sum / target), as the builtin loop does.
+METRIC_TYPE = "AverageValue"
 
 
-def _behavior(target: common.Target) -> dict[str, Any]:
-    autoscaling = target.spec.autoscaling
+def _policies(step: int, percent: int, period: int) -> list[dict[str, Any]]:
+    return [
+        {"type": "Pods", "value": step, "periodSeconds": period},
+        {"type": "Percent", "value": percent, "periodSeconds": period},
+    ]
+
+
+def behavior(spec: v1alpha1.Autoscaling) -> dict[str, Any]:
+    """HPA behaviour from the spec: stabilisation windows and step limits per period."""
+    period = spec.scale_period_seconds
     return {
-        "scaleUp": {"stabilizationWindowSeconds": autoscaling.scale_up_stabilization_seconds},
-        "scaleDown": {"stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds},
+        "scaleUp": {
+            "stabilizationWindowSeconds": spec.scale_up_stabilization_seconds,
+            "selectPolicy": "Max",
+            "policies": _policies(spec.scale_up_step, spec.scale_up_step_percent, period),
+        },
+        "scaleDown": {
+            "stabilizationWindowSeconds": spec.scale_down_stabilization_seconds,
+            "selectPolicy": "Max",
+            "policies": _policies(spec.scale_down_step, spec.scale_down_step_percent, period),
+        },
     }
 
 
@@ -27,10 +49,46 @@ def _scale_target(target: common.Target) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "name": target.name}
 
 
+def triggers(target: common.Target) -> list[dict[str, Any]]:
+    """The Prometheus triggers: the signal, and the wake-from-zero signal when there is one."""
+    scaling = target.spec.autoscaling
+    threshold = f"{scaling.target:g}"
+    out = [
+        {
+            "type": "prometheus",
+            "name": "signal",
+            "metricType": METRIC_TYPE,
+            "metadata": {
+                "serverAddress": scaling.prometheus_url,
+                "query": signals.query(target),
+                "threshold": threshold,
+                "activationThreshold": "0",
+                "ignoreNullValues": "true",
+            },
+        }
+    ]
+    if scaling.activation_query:
+        out.append(
+            {
+                "type": "prometheus",
+                "name": "wake",
+                "metricType": METRIC_TYPE,
+                "metadata": {
+                    "serverAddress": scaling.prometheus_url,
+                    "query": scaling.activation_query,
+                    "threshold": threshold,
+                    "activationThreshold": "0",
+                    "ignoreNullValues": "true",
+                },
+            }
+        )
+    return out
+
+
 def scaled_object(target: common.Target) -> dict[str, Any] | None:
-    """keda.sh/v1alpha1 ScaledObject with a Prometheus trigger."""
-    autoscaling = target.spec.autoscaling
-    if not autoscaling.enabled or autoscaling.provider is not v1alpha1.AutoscalingProvider.KEDA:
+    """keda.sh/v1alpha1 ScaledObject with Prometheus triggers."""
+    scaling = target.spec.autoscaling
+    if not scaling.enabled or scaling.provider is not v1alpha1.AutoscalingProvider.KEDA:
         return None
     return {
         "apiVersion": "keda.sh/v1alpha1",
@@ -38,32 +96,21 @@ def scaled_object(target: common.Target) -> dict[str, Any] | None:
         "metadata": common.metadata(target, target.name, "autoscaler"),
         "spec": {
             "scaleTargetRef": _scale_target(target),
-            "minReplicaCount": autoscaling.min_replicas,
-            "maxReplicaCount": autoscaling.max_replicas,
-            "pollingInterval": autoscaling.polling_interval_seconds,
-            "cooldownPeriod": max(autoscaling.scale_down_stabilization_seconds, 30),
-            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(target)}},
-            "triggers": [
-                {
-                    "type": "prometheus",
-                    "metricType": "AverageValue",
-                    "metadata": {
-                        "serverAddress": autoscaling.prometheus_url,
-                        "query": monitoring.queue_depth_query(target),
-                        "threshold": f"{autoscaling.target_queue_depth:g}",
-                        "activationThreshold": "0",
-                        "ignoreNullValues": "true",
-                    },
-                }
-            ],
+            "minReplicaCount": scaling.min_replicas,
+            "maxReplicaCount": scaling.max_replicas,
+            "pollingInterval": scaling.polling_interval_seconds,
+            # Only used to go from 1 to 0 replicas: idle for this long first.
+            "cooldownPeriod": scaling.scale_down_stabilization_seconds,
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(scaling)}},
+            "triggers": triggers(target),
         },
     }
 
 
 def horizontal_pod_autoscaler(target: common.Target) -> dict[str, Any] | None:
-    """autoscaling/v2 HorizontalPodAutoscaler on the external queue-depth metric."""
-    autoscaling = target.spec.autoscaling
-    if not autoscaling.enabled or autoscaling.provider is not v1alpha1.AutoscalingProvider.HPA:
+    """autoscaling/v2 HorizontalPodAutoscaler on the External metric of the signal."""
+    scaling = target.spec.autoscaling
+    if not scaling.enabled or scaling.provider is not v1alpha1.AutoscalingProvider.HPA:
         return None
     return {
         "apiVersion": "autoscaling/v2",
@@ -71,20 +118,24 @@ def horizontal_pod_autoscaler(target: common.Target) -> dict[str, Any] | None:
         "metadata": common.metadata(target, target.name, "autoscaler"),
         "spec": {
             "scaleTargetRef": _scale_target(target),
-            "minReplicas": autoscaling.min_replicas,
-            "maxReplicas": autoscaling.max_replicas,
-            "behavior": _behavior(target),
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "behavior": behavior(scaling),
             "metrics": [
                 {
                     "type": "External",
                     "external": {
                         "metric": {
-                            "name": EXTERNAL_METRIC,
-                            "selector": {"matchLabels": common.selector_labels(target)},
+                            "name": signals.external_metric(scaling),
+                            # A Prometheus label, as prometheus-adapter matches it (the Pod
+                            # label llmoperator.io/deployment is not one).
+                            "selector": {
+                                "matchLabels": {signals.deployment_label(): target.name}
+                            },
                         },
                         "target": {
-                            "type": "AverageValue",
-                            "averageValue": f"{autoscaling.target_queue_depth:g}",
+                            "type": METRIC_TYPE,
+                            "averageValue": f"{scaling.target:g}",
                         },
                     },
                 }

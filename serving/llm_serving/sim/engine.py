@@ -83,6 +83,21 @@ class SimConfig:
         return self.kv_cache_tokens or self.max_num_seqs * self.max_model_len
 
 
+def token_interval(config: SimConfig, batch: int) -> float:
+    """Seconds per output token of each sequence while `batch` sequences run (after the first)."""
+    return (1.0 + config.decode_slowdown * (max(1, batch) - 1)) / config.decode_tokens_per_s
+
+
+def service_seconds(config: SimConfig, prompt_tokens: int, output_tokens: int, batch: int) -> float:
+    """Time in the batch of one sequence: prefill, then each further token at the batch's pace.
+
+    The capacity model in one formula, for load models that do not run the engine
+    (`bench/autoscale.py` sizes its simulated replicas with it).
+    """
+    prefill = prompt_tokens / config.prefill_tokens_per_s
+    return prefill + max(0, output_tokens - 1) * token_interval(config, batch)
+
+
 class EngineFaultError(Exception):
     """An injected engine failure (fault injection through `fail_rate`)."""
 
@@ -201,11 +216,7 @@ class Engine:
         if not seq.prefilled:
             await self.prefill(seq)
         else:
-            batch = max(1, len(self._running))
-            interval = (1.0 + self.config.decode_slowdown * (batch - 1)) / (
-                self.config.decode_tokens_per_s
-            )
-            await asyncio.sleep(interval)
+            await asyncio.sleep(token_interval(self.config, len(self._running)))
         now = loop.time()
         if seq.generated == 0:
             seq.first_token_at = now

@@ -49,6 +49,8 @@ Toleration = placement.Toleration
 Scheduling = placement.Scheduling
 
 AutoscalingProvider = scaling.AutoscalingProvider
+AutoscalingMode = scaling.AutoscalingMode
+AutoscalingMetric = scaling.AutoscalingMetric
 Autoscaling = scaling.Autoscaling
 
 GatewaySettings = operations.GatewaySettings

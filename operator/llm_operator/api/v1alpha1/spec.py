@@ -23,6 +23,22 @@ class LLMDeploymentSpec(common.Model):
                     "message": "engine.tensorParallelSize must divide resources.gpus",
                     "fieldPath": ".engine.tensorParallelSize",
                 },
+                {
+                    "rule": "!self.autoscaling.enabled || self.autoscaling.metric != 'inflight' "
+                    "|| (has(self.guardrails) && self.guardrails.enabled)",
+                    "message": "autoscaling metric inflight is counted by the gateway: it needs "
+                    "guardrails.enabled",
+                    "fieldPath": ".autoscaling.metric",
+                },
+                {
+                    # A transition rule (checked on updates only, the scale subresource's too).
+                    "rule": "self.replicas == oldSelf.replicas || !self.autoscaling.enabled "
+                    "|| self.autoscaling.mode == 'advise' || !oldSelf.autoscaling.enabled",
+                    "message": "replicas cannot change while autoscaling is on (mode scale): the "
+                    "autoscaler sets them; change autoscaling.minReplicas/maxReplicas, or turn "
+                    "autoscaling off first",
+                    "fieldPath": ".replicas",
+                },
             ]
         }
     )
@@ -45,10 +61,14 @@ class LLMDeploymentSpec(common.Model):
         1,
         ge=0,
         le=1000,
-        description="Replica count when autoscaling is off (also set by kubectl scale).",
+        description="Replica count when autoscaling is off or in mode advise (kubectl scale "
+        "sets it). While autoscaling is on in mode scale it is not used, and changing it (kubectl "
+        "scale included) is refused.",
     )
     autoscaling: scaling.Autoscaling = pydantic.Field(
-        default_factory=scaling.Autoscaling, description="Queue-depth autoscaling."
+        default_factory=scaling.Autoscaling,
+        description="Autoscaling on the engines' queue depth (or in-flight requests, or KV "
+        "cache usage); see docs/autoscaling.md.",
     )
     guardrails: policy.GuardrailPolicy = pydantic.Field(
         default_factory=policy.GuardrailPolicy,
@@ -81,11 +101,21 @@ class LLMDeploymentSpec(common.Model):
                 f"must divide resources.gpus ({self.resources.gpus} GPUs cannot be split into "
                 f"groups of {self.engine.tensor_parallel_size})",
             )
+        scaling_ = self.autoscaling
+        if (
+            scaling_.enabled
+            and scaling_.metric is scaling.AutoscalingMetric.INFLIGHT
+            and not self.guardrails.enabled
+        ):
+            raise policy.FieldError(
+                "autoscaling.metric",
+                "inflight is counted by the gateway: it needs guardrails.enabled",
+            )
         return self
 
 
 # Object fields the CRD defaults to `{}`, so CEL rules can read their defaulted members.
-CRD_DEFAULTED_OBJECTS = ("engine", "resources", "quantization")
+CRD_DEFAULTED_OBJECTS = ("engine", "resources", "quantization", "autoscaling")
 
 
 def parse_spec(spec: dict[str, Any]) -> LLMDeploymentSpec:

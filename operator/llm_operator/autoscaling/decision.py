@@ -1,0 +1,441 @@
+"""The builtin autoscaler's decision: signal readings in, a replica count and its reason out. Pure.
+
+`decide(policy, state, observation)` returns a `Decision` and the next `State`; it
+reads no clock (the time is in the observation) and does no I/O, so the operator's
+loop (`autoscaling.loop`) and the trace simulation (`bench/autoscale.py`) run this
+same function. The steps, in order:
+
+1. Keep the readings of the last `stable_window` seconds. With no reading for
+   `stale_after` seconds the count is held (reason `NoSignal`): missing data is
+   never taken for zero load, and a gap inside the window just has fewer readings.
+2. Average the signal over the stable window and over the short panic window;
+   each asks for `ceil(average / target)` replicas.
+3. Panic: when the panic window asks for `panic_threshold` times the ready
+   replicas, scale on the panic window, never down, until a whole stable window
+   has passed without that happening again (Knative's KPA does the same).
+4. Clamp to [min, max] (`AtMaxReplicas` says when the signal asks for more).
+5. Stabilise (as the HPA does): scale up to the lowest recommendation of the last
+   `scale_up_stabilization` seconds, down to the highest of the last
+   `scale_down_stabilization` seconds; no scale-down before the autoscaler has
+   watched for that long (a restarted operator does not shrink on a few readings).
+6. Cap the step: per `period`, add at most max(up_step, up_step_percent of the
+   count at the start of the period) and remove at most max(down_step,
+   down_step_percent of it).
+7. Add nothing while earlier replicas are Pending for lack of GPUs (`GPUShortage`):
+   more Pods would only wait beside them. Scale-down is not held.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Iterable
+
+from llm_operator.api import v1alpha1
+
+_EPSILON = 1e-9
+
+
+class Direction(enum.StrEnum):
+    """Which way a decision moves the replica count."""
+
+    UP = "up"
+    DOWN = "down"
+    NONE = "none"
+
+
+class Reason(enum.StrEnum):
+    """Why a decision is what it is (the `reason` label of the decisions metric)."""
+
+    SIGNAL_ABOVE_TARGET = "SignalAboveTarget"
+    SIGNAL_BELOW_TARGET = "SignalBelowTarget"
+    BURST = "Burst"
+    WITHIN_TARGET = "WithinTarget"
+    STABILIZING = "Stabilizing"
+    WARMING_UP = "WarmingUp"
+    NO_SIGNAL = "NoSignal"
+    GPU_SHORTAGE = "GPUShortage"
+    BELOW_MIN_REPLICAS = "BelowMinReplicas"
+    ABOVE_MAX_REPLICAS = "AboveMaxReplicas"
+
+
+class Limit(enum.StrEnum):
+    """What kept the decision from the count the signal asks for (condition ScalingLimited)."""
+
+    GPU_SHORTAGE = "GPUShortage"
+    AT_MAX_REPLICAS = "AtMaxReplicas"
+    AT_MIN_REPLICAS = "AtMinReplicas"
+    SCALE_UP_STEP = "ScaleUpStep"
+    SCALE_DOWN_STEP = "ScaleDownStep"
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """The decision's settings, all in seconds, replicas and signal units."""
+
+    min_replicas: int
+    max_replicas: int
+    target: float
+    stable_window: float = 60.0
+    panic_window: float = 10.0
+    panic_threshold: float = 2.0
+    scale_up_stabilization: float = 0.0
+    scale_down_stabilization: float = 300.0
+    up_step: int = 4
+    up_step_percent: int = 100
+    down_step: int = 1
+    down_step_percent: int = 25
+    period: float = 15.0
+    stale_after: float = 30.0
+    tolerance: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_replicas <= self.max_replicas:
+            raise ValueError("need 0 <= min_replicas <= max_replicas")
+        if self.target <= 0:
+            raise ValueError("target must be positive")
+        if not 0 < self.panic_window < self.stable_window:
+            raise ValueError("need 0 < panic_window < stable_window")
+
+    @classmethod
+    def from_spec(cls, spec: v1alpha1.Autoscaling) -> Policy:
+        """The policy an LLMDeployment's `spec.autoscaling` asks for."""
+        return cls(
+            min_replicas=spec.min_replicas,
+            max_replicas=spec.max_replicas,
+            target=spec.target,
+            stable_window=float(spec.stable_window_seconds),
+            panic_window=float(spec.panic_window_seconds),
+            panic_threshold=spec.panic_threshold,
+            scale_up_stabilization=float(spec.scale_up_stabilization_seconds),
+            scale_down_stabilization=float(spec.scale_down_stabilization_seconds),
+            up_step=spec.scale_up_step,
+            up_step_percent=spec.scale_up_step_percent,
+            down_step=spec.scale_down_step,
+            down_step_percent=spec.scale_down_step_percent,
+            period=float(spec.scale_period_seconds),
+            # Three readings missed in a row, and never less than 30 s.
+            stale_after=max(30.0, 3.0 * spec.polling_interval_seconds),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """One reading: the time, the signal (None when it could not be read) and the Pods."""
+
+    now: float
+    signal: float | None
+    replicas: int
+    ready: int
+    unschedulable: int = 0
+    # For the GPUShortage message only: free and allocatable GPUs, and GPUs per replica.
+    gpus_free: int | None = None
+    gpus_allocatable: int | None = None
+    gpus_per_replica: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class State:
+    """What the decision remembers between readings (start with `State()`)."""
+
+    started: float | None = None
+    samples: tuple[tuple[float, float], ...] = ()
+    recommendations: tuple[tuple[float, int], ...] = ()
+    changes: tuple[tuple[float, int], ...] = ()
+    panic_until: float | None = None
+    last_read: float | None = None
+    last_scale: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The outcome of one reading."""
+
+    desired: int
+    current: int
+    recommended: int
+    direction: Direction
+    reason: Reason
+    message: str
+    panic: bool
+    fresh: bool
+    signal: float | None
+    stable_average: float | None
+    panic_average: float | None
+    limit: Limit | None = None
+    limit_message: str = ""
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    items = list(values)
+    return sum(items) / len(items) if items else None
+
+
+def _replicas_for(value: float, target: float) -> int:
+    return max(0, math.ceil(value / target - _EPSILON))
+
+
+def _shortage_message(observation: Observation, wanted: int) -> str:
+    pending = observation.unschedulable
+    text = (
+        f"wants {wanted} replicas but holds at {observation.replicas}: {pending} "
+        f"{'replica is' if pending == 1 else 'replicas are'} Pending, no node has the GPUs"
+    )
+    if observation.gpus_per_replica is not None:
+        text += f" (each replica needs {observation.gpus_per_replica}"
+        if observation.gpus_free is not None and observation.gpus_allocatable is not None:
+            text += (
+                f"; {observation.gpus_free} of {observation.gpus_allocatable} allocatable "
+                "GPUs are free"
+            )
+        text += ")"
+    return text
+
+
+def _window(samples: tuple[tuple[float, float], ...], now: float, seconds: float) -> list[float]:
+    return [value for stamp, value in samples if stamp > now - seconds]
+
+
+def decide(  # noqa: C901, PLR0912, PLR0915 - the steps of the module docstring, in order
+    policy: Policy, state: State, observation: Observation
+) -> tuple[Decision, State]:
+    """One decision from one reading. Pure: the same inputs always give the same outputs."""
+    now = observation.now
+    current = observation.replicas
+    started = state.started if state.started is not None else now
+    samples = state.samples
+    last_read = state.last_read
+    if observation.signal is not None and math.isfinite(observation.signal):
+        samples = (*samples, (now, max(0.0, observation.signal)))
+        last_read = now
+    horizon = max(policy.stable_window, policy.scale_down_stabilization, policy.period)
+    samples = tuple(s for s in samples if s[0] > now - policy.stable_window)
+    changes = tuple(c for c in state.changes if c[0] > now - policy.period)
+    recommendations = tuple(r for r in state.recommendations if r[0] > now - horizon)
+    bounded = min(policy.max_replicas, max(policy.min_replicas, current))
+
+    def finish(
+        desired: int,
+        recommended: int,
+        reason: Reason,
+        message: str,
+        *,
+        panic: bool = False,
+        fresh: bool = True,
+        stable: float | None = None,
+        burst: float | None = None,
+        limit: Limit | None = None,
+        limit_message: str = "",
+        panic_until: float | None = None,
+        recs: tuple[tuple[float, int], ...] = recommendations,
+    ) -> tuple[Decision, State]:
+        direction = (
+            Direction.UP
+            if desired > current
+            else Direction.DOWN
+            if desired < current
+            else Direction.NONE
+        )
+        new_changes = changes if desired == current else (*changes, (now, desired - current))
+        decision = Decision(
+            desired=desired,
+            current=current,
+            recommended=recommended,
+            direction=direction,
+            reason=reason,
+            message=message,
+            panic=panic,
+            fresh=fresh,
+            signal=observation.signal,
+            stable_average=stable,
+            panic_average=burst,
+            limit=limit,
+            limit_message=limit_message,
+        )
+        new_state = State(
+            started=started,
+            samples=samples,
+            recommendations=recs,
+            changes=new_changes,
+            panic_until=panic_until,
+            last_read=last_read,
+            last_scale=now if desired != current else state.last_scale,
+        )
+        return decision, new_state
+
+    # 1. Missing data: hold (within the bounds), never read a gap as zero load.
+    if last_read is None or now - last_read > policy.stale_after:
+        age = "never read" if last_read is None else f"not read for {now - last_read:.0f}s"
+        reason = Reason.NO_SIGNAL
+        if bounded != current:
+            reason = Reason.BELOW_MIN_REPLICAS if current < bounded else Reason.ABOVE_MAX_REPLICAS
+        return finish(
+            bounded,
+            bounded,
+            reason,
+            f"signal {age}; holding {bounded} replicas",
+            fresh=False,
+            panic_until=state.panic_until,
+        )
+
+    # 2. Averages over the stable and the panic window.
+    stable = _mean(_window(samples, now, policy.stable_window)) or 0.0
+    burst_values = _window(samples, now, policy.panic_window)
+    burst = _mean(burst_values) if burst_values else samples[-1][1]
+    want_stable = _replicas_for(stable, policy.target)
+    want_panic = _replicas_for(burst, policy.target)
+
+    # 3. Panic mode.
+    panic_until = state.panic_until
+    if want_panic >= policy.panic_threshold * max(observation.ready, 1) and want_panic > current:
+        panic_until = now + policy.stable_window
+    panic = panic_until is not None and now < panic_until
+    if not panic:
+        panic_until = None
+    wanted = max(want_panic, current) if panic else want_stable
+    if not panic and wanted < current:
+        # Hysteresis: give a replica up only if the load fits the rest with a margin, so a
+        # signal hovering at a boundary does not buy a cold start every few minutes.
+        wanted = min(current, _replicas_for(stable, policy.target * (1 - policy.tolerance)))
+
+    # 4. Bounds.
+    recommended = min(policy.max_replicas, max(policy.min_replicas, wanted))
+    limit: Limit | None = None
+    limit_message = ""
+    if wanted > policy.max_replicas:
+        limit = Limit.AT_MAX_REPLICAS
+        limit_message = f"the signal asks for {wanted} replicas; maxReplicas is {policy.max_replicas}"
+    elif wanted < policy.min_replicas and current <= policy.min_replicas:
+        limit = Limit.AT_MIN_REPLICAS
+        limit_message = f"the signal asks for {wanted} replicas; minReplicas is {policy.min_replicas}"
+    recommendations = (*recommendations, (now, recommended))
+
+    # Bounds changed under us (spec edited): go straight to them.
+    if bounded != current:
+        reason = Reason.BELOW_MIN_REPLICAS if current < bounded else Reason.ABOVE_MAX_REPLICAS
+        return finish(
+            bounded,
+            recommended,
+            reason,
+            f"{current} replicas are outside [{policy.min_replicas}, {policy.max_replicas}]",
+            panic=panic,
+            stable=stable,
+            burst=burst,
+            limit=limit,
+            limit_message=limit_message,
+            panic_until=panic_until,
+            recs=recommendations,
+        )
+
+    # 5. Stabilisation windows.
+    up_window = [r for t, r in recommendations if t > now - policy.scale_up_stabilization]
+    down_window = [r for t, r in recommendations if t > now - policy.scale_down_stabilization]
+    up_recommendation = min(up_window) if up_window else recommended
+    down_recommendation = max(down_window) if down_window else recommended
+    desired = current
+    if desired < up_recommendation:
+        desired = up_recommendation
+    if desired > down_recommendation:
+        desired = down_recommendation
+    warming = desired < current and now - started < policy.scale_down_stabilization
+    if warming:
+        desired = current
+
+    # 6. Step limits per period, from the count at the start of the period.
+    period_start = current - sum(delta for _, delta in changes)
+    if desired > current:
+        ceiling = period_start + max(
+            policy.up_step, math.ceil(period_start * policy.up_step_percent / 100)
+        )
+        if desired > ceiling:
+            limit = Limit.SCALE_UP_STEP
+            limit_message = (
+                f"wants {desired} replicas; at most {ceiling} in this {policy.period:g}s "
+                f"period (scaleUpStep {policy.up_step}, {policy.up_step_percent}%)"
+            )
+            desired = max(current, ceiling)
+    elif desired < current:
+        floor = period_start - max(
+            policy.down_step, math.floor(period_start * policy.down_step_percent / 100)
+        )
+        if desired < floor:
+            limit = Limit.SCALE_DOWN_STEP
+            limit_message = (
+                f"wants {desired} replicas; at least {floor} in this {policy.period:g}s "
+                f"period (scaleDownStep {policy.down_step}, {policy.down_step_percent}%)"
+            )
+            desired = min(current, floor)
+
+    # 7. No more Pods while earlier ones wait for GPUs.
+    if desired > current and observation.unschedulable > 0:
+        limit = Limit.GPU_SHORTAGE
+        limit_message = _shortage_message(observation, desired)
+        return finish(
+            current,
+            recommended,
+            Reason.GPU_SHORTAGE,
+            limit_message,
+            panic=panic,
+            stable=stable,
+            burst=burst,
+            limit=limit,
+            limit_message=limit_message,
+            panic_until=panic_until,
+            recs=recommendations,
+        )
+
+    per_replica = stable / max(current, 1)
+    if desired > current:
+        reason = Reason.BURST if panic else Reason.SIGNAL_ABOVE_TARGET
+        average, window = (burst, policy.panic_window) if panic else (stable, policy.stable_window)
+        message = (
+            f"scale up {current} -> {desired}: signal {average:.3g} over {window:g}s asks for "
+            f"{wanted} at {policy.target:g} per replica"
+        )
+    elif desired < current:
+        reason = Reason.SIGNAL_BELOW_TARGET
+        message = (
+            f"scale down {current} -> {desired}: signal {stable:.3g} over {policy.stable_window:g}s "
+            f"({per_replica:.3g} per replica, target {policy.target:g}) for "
+            f"{policy.scale_down_stabilization:g}s"
+        )
+    elif warming:
+        reason = Reason.WARMING_UP
+        message = (
+            f"holding {current} replicas: the signal asks for {recommended}, but the autoscaler "
+            f"has watched for less than {policy.scale_down_stabilization:g}s"
+        )
+    elif recommended < current:
+        reason = Reason.STABILIZING
+        message = (
+            f"holding {current} replicas: the signal asks for {recommended}, but not for the "
+            f"whole {policy.scale_down_stabilization:g}s scale-down window"
+        )
+    elif recommended > current:
+        reason = Reason.STABILIZING
+        message = (
+            f"holding {current} replicas: the signal asks for {recommended}, but not for the "
+            f"whole {policy.scale_up_stabilization:g}s scale-up window"
+        )
+    else:
+        reason = Reason.WITHIN_TARGET
+        message = (
+            f"{current} replicas: signal {stable:.3g} over {policy.stable_window:g}s "
+            f"({per_replica:.3g} per replica, target {policy.target:g})"
+        )
+    if panic and desired == current:
+        message += " (panic: no scale-down until the burst has passed)"
+    return finish(
+        desired,
+        recommended,
+        reason,
+        message,
+        panic=panic,
+        stable=stable,
+        burst=burst,
+        limit=limit,
+        limit_message=limit_message,
+        panic_until=panic_until,
+        recs=recommendations,
+    )
