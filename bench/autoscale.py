@@ -33,9 +33,9 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from fleetsim import fleet, model, oracle, policies, report, traces  # noqa: E402
+from fleetsim import fleet, model, oracle, policies, report, traces
 
-from llm_operator.api import v1alpha1  # noqa: E402
+from llm_operator.api import v1alpha1
 
 MAX_REPLICAS = 40
 #: Simulated before each trace at its first rate, unmeasured, so every policy starts with
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = builtin_spec(target)
     hours_scale = 0.25 if args.quick else 1.0
     chosen = [
-        t for t in traces.all_traces(replica.capacity, args.seed, hours_scale)
+        t
+        for t in traces.all_traces(replica.capacity, args.seed, hours_scale)
         if not args.trace or t.name in args.trace
     ]
     if not args.json:
@@ -93,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     for measured in chosen:
         trace = measured.with_warmup(WARMUP)
         arrivals = trace.arrivals(args.seed)
-        the_oracle = oracle.Oracle(
-            trace.rates, replica, None, 1, MAX_REPLICAS, slo=args.slo
-        )
+        the_oracle = oracle.Oracle(trace.rates, replica, None, 1, MAX_REPLICAS, slo=args.slo)
         initial = the_oracle.need[0]
         runs: list[fleet.Policy] = [
             policies.Builtin(spec),

@@ -95,7 +95,7 @@ class ColdStarts:
     """The k-th cold start of a run, the same for every policy."""
 
     def __init__(self, bounds: tuple[float, float], seed: int) -> None:
-        self._rng = random.Random(seed)  # noqa: S311 - simulation, not security
+        self._rng = random.Random(seed)
         self._bounds = bounds
         self._drawn: list[float] = []
 
@@ -157,7 +157,7 @@ class Fleet:
         return total * self.model.gpus / 3600.0
 
 
-def run(  # noqa: C901, PLR0912, PLR0915 - one event loop
+def run(
     trace_name: str,
     arrivals: list[float],
     duration: float,
@@ -177,7 +177,7 @@ def run(  # noqa: C901, PLR0912, PLR0915 - one event loop
     Nothing before `measure_from` is measured: a warm-up at the trace's first rate lets
     every policy build its history first, as it would have in a running cluster.
     """
-    rng = random.Random(seed)  # noqa: S311 - simulation, not security
+    rng = random.Random(seed)
     table = replica.service_table
     slots = replica.slots
     # A policy that looks at the fleet (the oracle) made it and passes it in.

@@ -7,8 +7,8 @@ probability of waiting longer than the SLO at or below `tail` (Erlang C:
 P(wait > T) = C(c, a) exp(-(c mu - lambda) T)). It starts each replica exactly one
 cold start (which it knows) before it is needed, and removes a replica as soon as
 it will not be needed again within the longest cold start (adding it back later
-could not be done in time and would cost as much GPU time anyway). Its GPU-hours are the yardstick of the
-others; its SLO attainment shows that the sizing holds.
+could not be done in time and would cost as much GPU time anyway). Its GPU-hours
+are the yardstick of the others; its SLO attainment shows that the sizing holds.
 """
 
 from __future__ import annotations
@@ -130,10 +130,7 @@ class _SparseMax:
         while 2 * width <= len(values):
             previous = self.levels[-1]
             self.levels.append(
-                [
-                    max(previous[i], previous[i + width])
-                    for i in range(len(values) - 2 * width + 1)
-                ]
+                [max(previous[i], previous[i + width]) for i in range(len(values) - 2 * width + 1)]
             )
             width *= 2
 

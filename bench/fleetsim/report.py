@@ -59,7 +59,9 @@ def goals(results: Sequence[fleet.Result]) -> list[str]:
         oracle = _oracle(results, trace)
         if mine is None or oracle is None:
             continue
-        others = [r for r in results if r.trace == trace and r.policy in ("keda-like", "kubeai-like")]
+        others = [
+            r for r in results if r.trace == trace and r.policy in ("keda-like", "kubeai-like")
+        ]
         ratio = mine.gpu_hours / oracle.gpu_hours if oracle.gpu_hours else float("inf")
         checks = [
             (
@@ -90,10 +92,10 @@ def goals(results: Sequence[fleet.Result]) -> list[str]:
 
 def plot(results: Sequence[fleet.Result], directory: pathlib.Path) -> list[pathlib.Path]:
     """One PNG per trace: replicas (top) and waiting requests (bottom) over time, per policy."""
-    import matplotlib  # noqa: PLC0415 - only the plotting step needs it
+    import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot  # noqa: PLC0415
+    from matplotlib import pyplot
 
     written = []
     for trace in dict.fromkeys(r.trace for r in results):

@@ -22,6 +22,8 @@ from typing import Any
 import pydantic
 
 from llm_operator import changes, errors, kube, metrics, pricing, status
+from llm_operator.api import v1alpha1
+from llm_operator.autoscaling import reports
 from llm_operator.builders import children, common
 from llm_serving import policy
 
@@ -85,8 +87,52 @@ def write_status(client: kube.Client, obj: dict[str, Any], new: dict[str, Any]) 
 
 
 def _autoscaled(obj: dict[str, Any]) -> int | None:
+    """The builtin autoscaler's count: its latest decision, or the last one status recorded."""
+    meta = obj["metadata"]
+    report = reports.REPORTS.get(meta["namespace"], meta["name"])
+    if report is not None:
+        return report.decision.desired
     value = (obj.get("status") or {}).get("desiredReplicas")
     return int(value) if isinstance(value, int) else None
+
+
+def _get_optional(
+    client: kube.Client, api_version: str, kind: str, namespace: str, name: str
+) -> dict[str, Any] | None:
+    try:
+        return client.get(api_version, kind, namespace, name)
+    except errors.KindUnavailableError:
+        return None
+
+
+def observe(
+    client: kube.Client, target: common.Target, missing: tuple[str, ...] = ()
+) -> status.Observation:
+    """Read what status is computed from: the Deployment, Pods, nodes and the autoscaler."""
+    namespace, name = target.namespace, target.name
+    scaling = target.spec.autoscaling
+    report = scaler = hpa = None
+    if scaling.enabled and scaling.provider is v1alpha1.AutoscalingProvider.BUILTIN:
+        report = reports.REPORTS.get(namespace, name)
+    elif scaling.enabled and scaling.provider is v1alpha1.AutoscalingProvider.KEDA:
+        scaler = _get_optional(client, "keda.sh/v1alpha1", "ScaledObject", namespace, name)
+        # KEDA scales through an HPA of its own, named after the ScaledObject.
+        hpa = _get_optional(
+            client, "autoscaling/v2", "HorizontalPodAutoscaler", namespace, f"keda-hpa-{name}"
+        )
+    elif scaling.enabled:
+        scaler = hpa = _get_optional(
+            client, "autoscaling/v2", "HorizontalPodAutoscaler", namespace, name
+        )
+    return status.Observation(
+        deployment=client.get("apps/v1", "Deployment", namespace, name),
+        pods=client.list_pods(namespace, name),
+        gpu_capacity=client.gpu_capacity(target.spec.resources.gpu_resource_name),
+        missing_kinds=missing,
+        autoscaler=report,
+        scaler=scaler,
+        hpa=hpa,
+    )
 
 
 def reconcile(
@@ -188,12 +234,28 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
         logger.info("pruned %s from %s/%s", ", ".join(pruned), namespace, name)
         client.post_event(obj, "Normal", "Pruned", "removed " + ", ".join(pruned))
 
-    observation = status.Observation(
-        deployment=client.get("apps/v1", "Deployment", namespace, name),
-        pods=client.list_pods(namespace, name),
-        gpu_capacity=client.gpu_capacity(target.spec.resources.gpu_resource_name),
-        missing_kinds=tuple(missing),
+    observation = observe(client, target, tuple(missing))
+    new, changed = _write(client, obj, target, options, observation, now, generation)
+    return Outcome(
+        status=new,
+        applied=len(change_set.apply) - len(missing),
+        pruned=pruned,
+        changed_status=changed,
     )
+
+
+def _write(
+    client: kube.Client,
+    obj: dict[str, Any],
+    target: common.Target,
+    options: common.Options,
+    observation: status.Observation,
+    now: str,
+    generation: int | None,
+) -> tuple[dict[str, Any], bool]:
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    previous = obj.get("status") or {}
     new = status.compute_status(target, options, observation, generation, previous, now)
     changed = write_status(client, obj, new)
     resources = target.spec.resources
@@ -207,9 +269,27 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
             pricing.gpu_type(resources.gpu_type),
         ),
     )
-    return Outcome(
-        status=new,
-        applied=len(change_set.apply) - len(missing),
-        pruned=pruned,
-        changed_status=changed,
-    )
+    return new, changed
+
+
+def refresh_status(
+    client: kube.Client, obj: dict[str, Any], options: common.Options
+) -> dict[str, Any] | None:
+    """Observe and write status only, applying nothing (the builtin loop's pass when the
+    replica count stays). None when the object is gone or its spec is refused."""
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    with _lock(namespace, name):
+        fresh = client.get_llmd(namespace, name)
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            target = children.target_from_object(fresh, autoscaled=_autoscaled(fresh))
+        except pydantic.ValidationError:
+            return None
+        # Nothing was applied: the status still speaks for the generation last acted on.
+        acted_on = (fresh.get("status") or {}).get("observedGeneration")
+        new, _ = _write(
+            client, fresh, target, options, observe(client, target), kube.timestamp(), acted_on
+        )
+        return new

@@ -1,11 +1,12 @@
 """The status of an LLMDeployment, computed from its spec and what the cluster shows. Pure.
 
 `compute_status` turns the parsed spec, the operator options and an `Observation`
-(the Deployment, its Pods and the GPU capacity of the nodes, read by the reconciler)
-into the whole status: phase, the five conditions with their reasons, replica counts
-and the endpoint. `invalid_status` is the status of a spec the operator refuses.
-Nothing here reads the cluster or the clock (`now` is passed in), so every condition
-is tested without a cluster.
+(the Deployment, its Pods, the GPU capacity of the nodes and what the autoscaler in
+force reports, read by the reconciler) into the whole status: phase, the six
+conditions with their reasons (the scaling ones from `autoscaling.conditions`),
+replica counts, the queue depth and the endpoint. `invalid_status` is the status of
+a spec the operator refuses. Nothing here reads the cluster or the clock (`now` is
+passed in), so every condition is tested without a cluster.
 """
 
 from __future__ import annotations
@@ -14,14 +15,24 @@ import dataclasses
 from typing import Any
 
 from llm_operator.api import v1alpha1
+from llm_operator.autoscaling import conditions as autoscaling_conditions
+from llm_operator.autoscaling import reports
 from llm_operator.builders import common
 
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
-SCALING_ACTIVE = "ScalingActive"
+SCALING_ACTIVE = autoscaling_conditions.SCALING_ACTIVE
+SCALING_LIMITED = autoscaling_conditions.SCALING_LIMITED
 GUARDRAILS_READY = "GuardrailsReady"
-CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, SCALING_ACTIVE, GUARDRAILS_READY)
+CONDITION_TYPES = (
+    READY,
+    PROGRESSING,
+    DEGRADED,
+    SCALING_ACTIVE,
+    SCALING_LIMITED,
+    GUARDRAILS_READY,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +43,11 @@ class Observation:
     pods: list[dict[str, Any]]
     gpu_capacity: list[int] | None
     missing_kinds: tuple[str, ...] = ()
+    # The builtin loop's latest report; the ScaledObject (keda) or HPA (hpa) the operator
+    # made; and the HPA doing the scaling (ours, or the one KEDA made).
+    autoscaler: reports.Report | None = None
+    scaler: dict[str, Any] | None = None
+    hpa: dict[str, Any] | None = None
 
 
 def _condition(
@@ -220,30 +236,15 @@ def compute_status(
     if phase is v1alpha1.Phase.READY and problems:
         phase = v1alpha1.Phase.DEGRADED
 
-    scaling = spec.autoscaling
-    if scaling.enabled:
-        conditions.append(
-            _condition(
-                SCALING_ACTIVE,
-                True,
-                {"builtin": "BuiltinAutoscaler", "keda": "KEDA", "hpa": "HPA"}[
-                    scaling.provider.value
-                ],
-                f"{scaling.min_replicas}..{scaling.max_replicas} replicas on queue depth "
-                f"(target {scaling.target_queue_depth:g} per replica)",
-                generation,
-            )
-        )
-    else:
-        conditions.append(
-            _condition(
-                SCALING_ACTIVE,
-                False,
-                "AutoscalingDisabled",
-                f"replicas fixed at {spec.replicas}",
-                generation,
-            )
-        )
+    scaling = autoscaling_conditions.compute(
+        spec,
+        observation.autoscaler,
+        observation.scaler,
+        observation.hpa,
+        observation.missing_kinds,
+    )
+    for condition in (scaling.active, scaling.limited):
+        conditions.append({**condition, "observedGeneration": generation})
 
     if target.gateway_enabled:
         gateways = _gateway_ready(observation.pods)
@@ -276,6 +277,10 @@ def compute_status(
             "ready": f"{ready}/{desired}",
             "endpoint": common.endpoint(target, options),
             "selector": f"{common.LABEL_DEPLOYMENT}={target.name}",
+            # Absent unless the autoscaler in force says them now; lastScaleTime is history.
+            "queueDepth": None,
+            "autoscaler": None,
         }
     )
+    status.update(scaling.fields)
     return status

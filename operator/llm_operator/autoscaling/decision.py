@@ -197,9 +197,7 @@ def _window(samples: tuple[tuple[float, float], ...], now: float, seconds: float
     return [value for stamp, value in samples if stamp > now - seconds]
 
 
-def decide(  # noqa: C901, PLR0912, PLR0915 - the steps of the module docstring, in order
-    policy: Policy, state: State, observation: Observation
-) -> tuple[Decision, State]:
+def decide(policy: Policy, state: State, observation: Observation) -> tuple[Decision, State]:
     """One decision from one reading. Pure: the same inputs always give the same outputs."""
     now = observation.now
     current = observation.replicas
@@ -282,7 +280,8 @@ def decide(  # noqa: C901, PLR0912, PLR0915 - the steps of the module docstring,
     # 2. Averages over the stable and the panic window.
     stable = _mean(_window(samples, now, policy.stable_window)) or 0.0
     burst_values = _window(samples, now, policy.panic_window)
-    burst = _mean(burst_values) if burst_values else samples[-1][1]
+    # No reading inside the panic window (a short gap): the latest reading stands for it.
+    burst = _mean(burst_values) or (samples[-1][1] if samples else stable)
     want_stable = _replicas_for(stable, policy.target)
     want_panic = _replicas_for(burst, policy.target)
 
@@ -305,10 +304,14 @@ def decide(  # noqa: C901, PLR0912, PLR0915 - the steps of the module docstring,
     limit_message = ""
     if wanted > policy.max_replicas:
         limit = Limit.AT_MAX_REPLICAS
-        limit_message = f"the signal asks for {wanted} replicas; maxReplicas is {policy.max_replicas}"
+        limit_message = (
+            f"the signal asks for {wanted} replicas; maxReplicas is {policy.max_replicas}"
+        )
     elif wanted < policy.min_replicas and current <= policy.min_replicas:
         limit = Limit.AT_MIN_REPLICAS
-        limit_message = f"the signal asks for {wanted} replicas; minReplicas is {policy.min_replicas}"
+        limit_message = (
+            f"the signal asks for {wanted} replicas; minReplicas is {policy.min_replicas}"
+        )
     recommendations = (*recommendations, (now, recommended))
 
     # Bounds changed under us (spec edited): go straight to them.
@@ -396,9 +399,9 @@ def decide(  # noqa: C901, PLR0912, PLR0915 - the steps of the module docstring,
     elif desired < current:
         reason = Reason.SIGNAL_BELOW_TARGET
         message = (
-            f"scale down {current} -> {desired}: signal {stable:.3g} over {policy.stable_window:g}s "
-            f"({per_replica:.3g} per replica, target {policy.target:g}) for "
-            f"{policy.scale_down_stabilization:g}s"
+            f"scale down {current} -> {desired}: signal {stable:.3g} over "
+            f"{policy.stable_window:g}s ({per_replica:.3g} per replica, target "
+            f"{policy.target:g}) for {policy.scale_down_stabilization:g}s"
         )
     elif warming:
         reason = Reason.WARMING_UP

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from llm_operator.api import v1alpha1
 from llm_operator.builders import common, monitoring
 
 API_ROUTES = 'route=~"/v1/.+"'  # client requests, not probes or scrapes
@@ -119,7 +120,12 @@ def saturation(target: common.Target) -> list[Alert]:
     sel = monitoring.selector(target)
     who = f"{target.namespace}/{target.name}"
     scaling = target.spec.autoscaling
-    depth = scaling.target_queue_depth
+    # The queue's own target when the autoscaler scales on it, else the default queue target.
+    depth = (
+        scaling.target
+        if scaling.metric is v1alpha1.AutoscalingMetric.QUEUE_DEPTH
+        else v1alpha1.DEFAULT_QUEUE_TARGET
+    )
     per_replica = (
         f"({monitoring.queue_depth_query(target)}) / clamp_min({monitoring.serving_pods(sel)}, 1)"
     )

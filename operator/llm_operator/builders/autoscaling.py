@@ -129,9 +129,7 @@ def horizontal_pod_autoscaler(target: common.Target) -> dict[str, Any] | None:
                             "name": signals.external_metric(scaling),
                             # A Prometheus label, as prometheus-adapter matches it (the Pod
                             # label llmoperator.io/deployment is not one).
-                            "selector": {
-                                "matchLabels": {signals.deployment_label(): target.name}
-                            },
+                            "selector": {"matchLabels": {signals.deployment_label(): target.name}},
                         },
                         "target": {
                             "type": METRIC_TYPE,

@@ -58,12 +58,12 @@ def kind_of(obj: dict[str, Any]) -> ChildKind:
 def desired_replicas(spec: v1alpha1.LLMDeploymentSpec, autoscaled: int | None) -> int | None:
     """What the operator writes into the Deployment's replicas, or None for another writer.
 
-    One writer per Deployment: the spec when autoscaling is off, the operator's
-    builtin autoscaler (its last decision, `autoscaled`, clamped to the bounds) when
-    it is on, and KEDA or the HPA otherwise.
+    One writer per Deployment: the spec when autoscaling is off or only advises, the
+    operator's builtin autoscaler (its last decision, `autoscaled`, clamped to the
+    bounds) when it is on, and KEDA or the HPA otherwise.
     """
     scaling = spec.autoscaling
-    if not scaling.enabled:
+    if not scaling.enabled or scaling.mode is v1alpha1.AutoscalingMode.ADVISE:
         return spec.replicas
     if scaling.provider is v1alpha1.AutoscalingProvider.BUILTIN:
         wanted = scaling.min_replicas if autoscaled is None else autoscaled

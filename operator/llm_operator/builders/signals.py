@@ -32,7 +32,7 @@ EXTERNAL_METRICS: dict[tuple[v1alpha1.AutoscalingMetric, bool], str] = {
 
 def deployment_label() -> str:
     """The label every scraped series of an LLMDeployment carries with its name."""
-    return monitoring.DEPLOYMENT_LABEL
+    return monitoring.LLMDEPLOYMENT_LABEL
 
 
 def _names(metric: v1alpha1.AutoscalingMetric, include_running: bool) -> tuple[str, ...]:

@@ -77,7 +77,8 @@ def test_a_burst_scales_up_on_the_panic_window_before_the_stable_window_sees_it(
     replay.feed([80.0] * 3)
     assert replay.replicas == 8  # the panic window's ask, ceil(80 / 10)
     # The stable window alone (60 s) would still ask for far fewer.
-    assert replay.last.stable_average is not None and replay.last.stable_average < 80
+    assert replay.last.stable_average is not None
+    assert replay.last.stable_average < 80
 
 
 def test_no_scale_down_during_panic_nor_before_the_scale_down_window() -> None:

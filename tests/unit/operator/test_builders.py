@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 
 from llm_operator.api import v1alpha1
-from llm_operator.builders import children, common, core, deployment
+from llm_operator.builders import autoscaling, children, common, core, deployment, signals
 from tests.unit.operator import conftest
 
 KUBERNETES_VERSION = "1.34.0"
@@ -247,13 +247,96 @@ def test_replicas_writer() -> None:
 
 
 def test_hpa_provider() -> None:
-    t = target(
-        {**BASE, "autoscaling": {"enabled": True, "provider": "hpa", "prometheusUrl": "http://p"}}
-    )
+    t = target({**BASE, "autoscaling": {"enabled": True, "provider": "hpa"}})
     objects = by_kind(children.build_all(t, common.Options()))
     hpa = objects["HorizontalPodAutoscaler"]
     kubernetes_validate.validate(hpa, KUBERNETES_VERSION, strict=True)
-    assert hpa["spec"]["metrics"][0]["external"]["target"]["averageValue"] == "4"
+    external = hpa["spec"]["metrics"][0]["external"]
+    assert external["target"] == {"type": "AverageValue", "averageValue": "5"}
+    assert external["metric"]["name"] == "llmoperator_queue_depth"
+    # A Prometheus label (what prometheus-adapter matches), not the Pod label.
+    assert external["metric"]["selector"] == {"matchLabels": {"llmdeployment": "m"}}
+    assert "replicas" not in objects["Deployment"]["spec"]
+    behavior = hpa["spec"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
+    assert {"type": "Pods", "value": 4, "periodSeconds": 15} in behavior["scaleUp"]["policies"]
+
+
+def test_hpa_metric_follows_the_signal() -> None:
+    spec = {
+        **BASE,
+        "guardrails": {"enabled": True},
+        "autoscaling": {
+            "enabled": True,
+            "provider": "hpa",
+            "metric": "inflight",
+            "targetPerReplica": 32,
+        },
+    }
+    hpa = autoscaling.horizontal_pod_autoscaler(target(spec))
+    assert hpa is not None
+    external = hpa["spec"]["metrics"][0]["external"]
+    assert external["metric"]["name"] == "llmoperator_requests_in_flight"
+    assert external["target"]["averageValue"] == "32"
+
+
+def test_keda_wakes_from_zero_on_the_activation_query() -> None:
+    spec = {
+        **BASE,
+        "autoscaling": {
+            "enabled": True,
+            "provider": "keda",
+            "minReplicas": 0,
+            "prometheusUrl": "http://p:9090",
+            "activationQuery": 'sum(my_router_queue{model="m"})',
+        },
+    }
+    scaled = autoscaling.scaled_object(target(spec))
+    assert scaled is not None
+    signal, wake = scaled["spec"]["triggers"]
+    assert signal["name"] == "signal"
+    assert signal["metadata"]["query"] == signals.query(target(spec))
+    assert wake["name"] == "wake"
+    assert wake["metadata"]["query"] == 'sum(my_router_queue{model="m"})'
+    assert wake["metadata"]["activationThreshold"] == "0"
+    assert scaled["spec"]["minReplicaCount"] == 0
+    # With replicas, no wake trigger is needed.
+    spec["autoscaling"] = {**spec["autoscaling"], "minReplicas": 1, "activationQuery": ""}  # type: ignore[dict-item]
+    one = autoscaling.scaled_object(target(spec))
+    assert one is not None
+    assert [t["name"] for t in one["spec"]["triggers"]] == ["signal"]
+
+
+@pytest.mark.parametrize(
+    ("autoscaling_spec", "expected"),
+    [
+        ({}, 'sum(max by (pod) (vllm:num_requests_waiting{namespace="ns",llmdeployment="m"}))'),
+        (
+            {"includeRunning": True, "targetPerReplica": 48},
+            "sum(max by (pod, __name__) "
+            '({__name__=~"vllm:num_requests_waiting|vllm:num_requests_running",'
+            'namespace="ns",llmdeployment="m"}))',
+        ),
+        (
+            {"metric": "kvCacheUsage"},
+            'sum(max by (pod) (vllm:kv_cache_usage_perc{namespace="ns",llmdeployment="m"}))',
+        ),
+        ({"query": "sum(my_queue)"}, "sum(my_queue)"),
+    ],
+)
+def test_signal_queries(autoscaling_spec: dict[str, object], expected: str) -> None:
+    spec = {**BASE, "autoscaling": {"enabled": True, **autoscaling_spec}}
+    assert signals.query(target(spec)) == expected
+
+
+def test_prometheus_adapter_rules_serve_every_hpa_metric() -> None:
+    rules = signals.prometheus_adapter_rules()["externalRules"]
+    names = {rule["name"]["as"] for rule in rules}
+    assert names == set(signals.EXTERNAL_METRICS.values())
+    for rule in rules:
+        assert "<<.LabelMatchers>>" in rule["metricsQuery"]
+        assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"}}}
+        assert 'llmdeployment!=""' in rule["seriesQuery"]
 
 
 def test_pdb_settings() -> None:

@@ -130,8 +130,12 @@ def test_guardrails_and_scaling_conditions() -> None:
     pod = {"status": {"containerStatuses": [{"name": "gateway", "ready": True}]}}
     status = _status(spec, _deployment(1, 1, 1), pods=[pod])
     assert _cond(status, "GuardrailsReady")["status"] == "True"
-    assert _cond(status, "ScalingActive")["reason"] == "BuiltinAutoscaler"
+    # Nothing has read the queue yet: the status must not claim that scaling happens.
+    active = _cond(status, "ScalingActive")
+    assert (active["status"], active["reason"]) == ("False", "WaitingForSignal")
+    assert _cond(status, "ScalingLimited")["status"] == "Unknown"
     assert status["desiredReplicas"] == 1
+    assert "queueDepth" not in {k for k, v in status.items() if v is not None}
     off = _status(BASE, _deployment(2, 2, 2))
     assert _cond(off, "GuardrailsReady")["reason"] == "GuardrailsDisabled"
     assert _cond(off, "ScalingActive")["reason"] == "AutoscalingDisabled"

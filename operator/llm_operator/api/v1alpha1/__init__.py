@@ -51,6 +51,7 @@ Scheduling = placement.Scheduling
 AutoscalingProvider = scaling.AutoscalingProvider
 AutoscalingMode = scaling.AutoscalingMode
 AutoscalingMetric = scaling.AutoscalingMetric
+DEFAULT_QUEUE_TARGET = scaling.DEFAULT_TARGETS[scaling.AutoscalingMetric.QUEUE_DEPTH]
 Autoscaling = scaling.Autoscaling
 
 GatewaySettings = operations.GatewaySettings
@@ -66,4 +67,5 @@ parse_spec = spec_module.parse_spec
 ConditionStatus = status_module.ConditionStatus
 Condition = status_module.Condition
 Phase = status_module.Phase
+AutoscalerStatus = status_module.AutoscalerStatus
 LLMDeploymentStatus = status_module.LLMDeploymentStatus

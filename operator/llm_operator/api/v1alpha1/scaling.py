@@ -51,7 +51,7 @@ DEFAULT_TARGETS = {
     AutoscalingMetric.KV_CACHE_USAGE: 0.8,
 }
 
-_RULES = [
+_RULES: list[pydantic.JsonValue] = [
     {
         "rule": "self.minReplicas <= self.maxReplicas",
         "message": "minReplicas must be less than or equal to maxReplicas",
@@ -241,8 +241,7 @@ class Autoscaling(common.Model):
         100,
         ge=1,
         le=1000,
-        description="Most replicas added per scalePeriodSeconds, in percent of the current "
-        "count.",
+        description="Most replicas added per scalePeriodSeconds, in percent of the current count.",
     )
     scale_down_step: int = pydantic.Field(
         1,
@@ -297,7 +296,7 @@ class Autoscaling(common.Model):
         return self.metric is AutoscalingMetric.INFLIGHT or self.include_running
 
     @pydantic.model_validator(mode="after")
-    def _cross_field(self) -> Autoscaling:  # noqa: C901 - one check per CEL rule, in order
+    def _cross_field(self) -> Autoscaling:
         keda = self.provider is AutoscalingProvider.KEDA
         hpa = self.provider is AutoscalingProvider.HPA
         builtin = self.provider is AutoscalingProvider.BUILTIN
@@ -363,7 +362,5 @@ class Autoscaling(common.Model):
                 "panicWindowSeconds", "must be shorter than stableWindowSeconds"
             )
         if builtin and self.polling_interval_seconds > self.panic_window_seconds:
-            raise policy.FieldError(
-                "pollingIntervalSeconds", "must not exceed panicWindowSeconds"
-            )
+            raise policy.FieldError("pollingIntervalSeconds", "must not exceed panicWindowSeconds")
         return self
