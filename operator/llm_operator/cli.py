@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import pathlib
 import sys
 from collections.abc import Callable
@@ -70,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port or None,
         metrics_host=args.metrics_host,
         gpu_prices=args.gpu_prices,
+        prometheus_url=args.prometheus_url,
     )
     try:
         asyncio.run(runner.run(config))
@@ -166,6 +168,13 @@ def parser() -> argparse.ArgumentParser:
         type=pathlib.Path,
         help="YAML price table (dollars per GPU-hour by GPU type) for the cost metrics; "
         "default: the shipped placeholder table",
+    )
+    p_run.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("LLM_OPERATOR_PROMETHEUS_URL", ""),
+        help="Prometheus the builtin autoscaler reads its signal from when an LLMDeployment "
+        "names none (default $LLM_OPERATOR_PROMETHEUS_URL; unset: the pods' own metrics "
+        "endpoints)",
     )
     _runbook_argument(p_run)
     p_run.set_defaults(func=_run)

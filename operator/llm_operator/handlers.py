@@ -6,6 +6,8 @@ resync loop that undoes drift, such as a Service deleted by hand. The resync is 
 plain background task rather than a kopf timer, because kopf timers put a
 finalizer on every object and nothing outside the cluster needs cleaning up.
 kopf keeps its own bookkeeping in annotations under the `llmoperator.io` prefix.
+The builtin autoscaler's loop (`autoscaling.loop`) starts and stops with kopf too, so
+it runs only in the replica that holds the leader Lease.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import kopf
 
 from llm_operator import errors, kube, metrics, reconcile
 from llm_operator.api import v1alpha1
+from llm_operator.autoscaling import loop, reports
 from llm_operator.builders import common
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ class Runtime:
     # The port the metrics server listens on, once it does.
     metrics_port: int | None = None
     resync_task: asyncio.Task[None] | None = None
+    # The builtin autoscaler's loop (runs with kopf, so only in the leader).
+    autoscaler_task: asyncio.Task[None] | None = None
 
 
 RUNTIME = Runtime()
@@ -78,16 +83,21 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 8
     RUNTIME.resync_task = asyncio.create_task(_resync_loop())
+    autoscaler = loop.Loop(_client, lambda: RUNTIME.options, RUNTIME.namespaces)
+    RUNTIME.autoscaler_task = asyncio.create_task(autoscaler.run())
 
 
 @kopf.on.cleanup()
 async def stop(**_: Any) -> None:
-    """Stop the resync loop and close the API client."""
-    if RUNTIME.resync_task is not None:
-        RUNTIME.resync_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await RUNTIME.resync_task
-        RUNTIME.resync_task = None
+    """Stop the resync loop and the autoscaler, and close the API client."""
+    for task in (RUNTIME.resync_task, RUNTIME.autoscaler_task):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    RUNTIME.resync_task = RUNTIME.autoscaler_task = None
+    # A new leader starts from the replica counts in status, not from this process's memory.
+    reports.REPORTS.clear()
     if RUNTIME.client is not None:
         RUNTIME.client.close()
         RUNTIME.client = None

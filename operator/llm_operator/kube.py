@@ -217,6 +217,32 @@ class Client:
                 capacity.append(0)
         return capacity
 
+    def gpus_in_use(self, resource_name: str) -> int | None:
+        """GPUs requested by the Pods bound to nodes and not ended, cluster-wide; None when
+        Pods cannot be listed (only for messages about a GPU shortage)."""
+        try:
+            resource = self._resource("v1", "Pod")
+            with _call("list"):
+                pods = (
+                    resource.get(field_selector="status.phase!=Succeeded,status.phase!=Failed")
+                    .to_dict()
+                    .get("items", [])
+                )
+        except (dynamic_exceptions.ForbiddenError, errors.KindUnavailableError):
+            return None
+        total = 0
+        for pod in pods:
+            spec = pod.get("spec") or {}
+            if not spec.get("nodeName"):
+                continue
+            for container in spec.get("containers") or []:
+                limits = (container.get("resources") or {}).get("limits") or {}
+                try:
+                    total += int(str(limits.get(resource_name, "0")))
+                except ValueError:
+                    continue
+        return total
+
     # --- the LLMDeployment ----------------------------------------------------------------
 
     def _llmd(self) -> Any:

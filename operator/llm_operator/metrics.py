@@ -8,7 +8,10 @@ Pods, GPUs held, GPU-hours and their cost from the price table of `pricing`). Th
 per-LLMDeployment figures are kept by `FLEET`, which `reconcile` updates after each
 pass and which renders them at scrape time, so a deleted LLMDeployment's series go
 with it. GPU-hours are integrated at scrape time over the GPUs held since the last
-change, so the count does not depend on how often reconcile runs. `serve` starts the
+change, so the count does not depend on how often reconcile runs. `AUTOSCALERS` keeps
+the builtin autoscaler's figures the same way (`llm_operator_autoscaler_*`: desired
+replicas, the signal and its target, panic, decisions by direction and reason, failed
+readings by reason), updated by its loop. `serve` starts the
 HTTP server of `llm-operator run --metrics-port` (8081 by default, path /metrics).
 """
 
@@ -38,8 +41,8 @@ prometheus_client.GCCollector(registry=REGISTRY)
 #: Reconcile pass durations: most passes are a handful of API calls (tens of ms).
 RECONCILE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-#: What started a reconcile pass.
-TRIGGERS = ("change", "deployment_event", "resync")
+#: What started a reconcile pass (`autoscaler`: the builtin loop changing the replicas).
+TRIGGERS = ("change", "deployment_event", "resync", "autoscaler")
 #: How a pass ended: `success`, `invalid_spec` (status and an Event say why), `gone`
 #: (deleted before the pass ran), `error` (an exception propagated; kopf retries).
 RESULTS = ("success", "invalid_spec", "gone", "error")
@@ -354,6 +357,120 @@ class Fleet:
 
 FLEET = Fleet(pricing.default_table())
 REGISTRY.register(FLEET)
+
+
+# --- the builtin autoscaler ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoscalerFigures:
+    """What the builtin loop last read and decided for one LLMDeployment."""
+
+    metric: str
+    target: float
+    desired_replicas: int
+    signal: float | None
+    panic: bool
+
+
+@dataclasses.dataclass
+class _AutoscalerEntry:
+    figures: AutoscalerFigures
+    decisions: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    read_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class Autoscalers:
+    """The builtin loop's figures per LLMDeployment, rendered at scrape
+    (`llm_operator_autoscaler_*`); a deleted LLMDeployment's series go with it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], _AutoscalerEntry] = {}
+
+    def observe(
+        self,
+        namespace: str,
+        name: str,
+        figures: AutoscalerFigures,
+        direction: str,
+        reason: str,
+        read_error: str | None,
+    ) -> None:
+        """Record one decision (and the reason its reading failed, if it did)."""
+        with self._lock:
+            entry = self._entries.get((namespace, name))
+            if entry is None:
+                entry = self._entries[(namespace, name)] = _AutoscalerEntry(figures)
+            entry.figures = figures
+            key = (direction, reason)
+            entry.decisions[key] = entry.decisions.get(key, 0) + 1
+            if read_error is not None:
+                entry.read_errors[read_error] = entry.read_errors.get(read_error, 0) + 1
+
+    def keep_only(self, present: Iterable[tuple[str, str]]) -> None:
+        keep = set(present)
+        with self._lock:
+            for key in [key for key in self._entries if key not in keep]:
+                del self._entries[key]
+
+    def collect(self) -> Iterable[prometheus_core.Metric]:
+        with self._lock:
+            entries = [
+                (key, entry.figures, dict(entry.decisions), dict(entry.read_errors))
+                for key, entry in sorted(self._entries.items())
+            ]
+        obj = ["namespace", "llmdeployment"]
+        GaugeFamily = prometheus_core.GaugeMetricFamily  # noqa: N806
+        CounterFamily = prometheus_core.CounterMetricFamily  # noqa: N806
+        desired = GaugeFamily(
+            "llm_operator_autoscaler_desired_replicas",
+            "Replicas the builtin autoscaler's last decision asked for (applied unless mode "
+            "advise).",
+            labels=obj,
+        )
+        signal = GaugeFamily(
+            "llm_operator_autoscaler_signal",
+            "The signal the builtin autoscaler last read, summed over replicas (absent while "
+            "it cannot read it).",
+            labels=[*obj, "metric"],
+        )
+        target = GaugeFamily(
+            "llm_operator_autoscaler_target_per_replica",
+            "The signal per replica the builtin autoscaler aims for.",
+            labels=[*obj, "metric"],
+        )
+        panic = GaugeFamily(
+            "llm_operator_autoscaler_panic",
+            "1 while a burst holds the builtin autoscaler in panic mode.",
+            labels=obj,
+        )
+        decisions = CounterFamily(
+            "llm_operator_autoscaler_decisions",
+            "Decisions of the builtin autoscaler, by direction (up, down, none) and reason.",
+            labels=[*obj, "direction", "reason"],
+        )
+        errors = CounterFamily(
+            "llm_operator_autoscaler_signal_errors",
+            "Readings of the signal that failed, by reason (PrometheusUnreachable, NoMetrics, "
+            "MetricsUnreachable, ...).",
+            labels=[*obj, "reason"],
+        )
+        for (namespace, name), figures, counts, failures in entries:
+            desired.add_metric([namespace, name], figures.desired_replicas)
+            if figures.signal is not None:
+                signal.add_metric([namespace, name, figures.metric], figures.signal)
+            target.add_metric([namespace, name, figures.metric], figures.target)
+            panic.add_metric([namespace, name], 1 if figures.panic else 0)
+            for (direction, reason), number in sorted(counts.items()):
+                decisions.add_metric([namespace, name, direction, reason], number)
+            for reason, number in sorted(failures.items()):
+                errors.add_metric([namespace, name, reason], number)
+        return [desired, signal, target, panic, decisions, errors]
+
+
+AUTOSCALERS = Autoscalers()
+REGISTRY.register(AUTOSCALERS)
 
 
 def set_prices(prices: pricing.PriceTable) -> None:

@@ -48,6 +48,9 @@ class RunConfig:
     metrics_host: str = metrics.DEFAULT_HOST
     # None: the shipped placeholder table.
     gpu_prices: pathlib.Path | None = None
+    # Where the builtin autoscaler reads its signal when a spec names no Prometheus
+    # ("": the pods' own metrics endpoints).
+    prometheus_url: str = ""
 
 
 async def _hold_lease(client: kube.Client, lease: kube.LeaseSpec, stop: threading.Event) -> None:
@@ -80,7 +83,9 @@ async def run(
     if config.kubeconfig:
         os.environ["KUBECONFIG"] = config.kubeconfig
     handlers.RUNTIME.options = common.Options(
-        gateway_image=config.gateway_image, runbook_url=config.runbook_url
+        gateway_image=config.gateway_image,
+        runbook_url=config.runbook_url,
+        prometheus_url=config.prometheus_url,
     )
     handlers.RUNTIME.namespaces = config.namespaces
     handlers.RUNTIME.resync_seconds = config.resync_seconds

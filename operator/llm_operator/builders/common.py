@@ -36,6 +36,8 @@ class Options:
     gateway_image: str = DEFAULT_GATEWAY_IMAGE
     cluster_domain: str = "cluster.local"
     runbook_url: str = DEFAULT_RUNBOOK_URL
+    # The builtin autoscaler's Prometheus when a spec names none (shapes no child).
+    prometheus_url: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
