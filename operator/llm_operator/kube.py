@@ -217,31 +217,49 @@ class Client:
                 capacity.append(0)
         return capacity
 
-    def gpus_in_use(self, resource_name: str) -> int | None:
-        """GPUs requested by the Pods bound to nodes and not ended, cluster-wide; None when
-        Pods cannot be listed (only for messages about a GPU shortage)."""
+    def free_gpus(
+        self, resource_name: str, node_selector: dict[str, str]
+    ) -> list[tuple[int, int]] | None:
+        """(free, allocatable) GPUs of each node whose labels match `node_selector`: free is
+        allocatable minus what Pods bound to it and not ended ask for. None when nodes or
+        Pods cannot be listed. For the autoscaler, which adds no more than fits."""
         try:
-            resource = self._resource("v1", "Pod")
+            with _call("list"):
+                nodes = self._resource("v1", "Node").get().to_dict().get("items", [])
             with _call("list"):
                 pods = (
-                    resource.get(field_selector="status.phase!=Succeeded,status.phase!=Failed")
+                    self._resource("v1", "Pod")
+                    .get(field_selector="status.phase!=Succeeded,status.phase!=Failed")
                     .to_dict()
                     .get("items", [])
                 )
         except (dynamic_exceptions.ForbiddenError, errors.KindUnavailableError):
             return None
-        total = 0
+        used: dict[str, int] = {}
         for pod in pods:
             spec = pod.get("spec") or {}
-            if not spec.get("nodeName"):
+            node = spec.get("nodeName")
+            if not node:
                 continue
             for container in spec.get("containers") or []:
                 limits = (container.get("resources") or {}).get("limits") or {}
                 try:
-                    total += int(str(limits.get(resource_name, "0")))
+                    used[node] = used.get(node, 0) + int(str(limits.get(resource_name, "0")))
                 except ValueError:
                     continue
-        return total
+        out = []
+        for node in nodes:
+            labels = (node.get("metadata") or {}).get("labels") or {}
+            if any(labels.get(k) != v for k, v in node_selector.items()):
+                continue
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            try:
+                total = int(str(allocatable.get(resource_name, "0")))
+            except ValueError:
+                total = 0
+            name = (node.get("metadata") or {}).get("name")
+            out.append((max(0, total - used.get(str(name), 0)), total))
+        return out
 
     # --- the LLMDeployment ----------------------------------------------------------------
 

@@ -21,8 +21,10 @@ same function. The steps, in order:
 6. Cap the step: per `period`, add at most max(up_step, up_step_percent of the
    count at the start of the period) and remove at most max(down_step,
    down_step_percent of it).
-7. Add nothing while earlier replicas are Pending for lack of GPUs (`GPUShortage`):
-   more Pods would only wait beside them. Scale-down is not held.
+7. Add no more than the free GPUs hold, plus one Pending replica (the request a
+   node autoscaler acts on), and nothing at all while earlier replicas are Pending
+   for lack of GPUs (`GPUShortage`): more Pods would only wait beside them.
+   Scale-down is not held.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ class Observation:
     gpus_free: int | None = None
     gpus_allocatable: int | None = None
     gpus_per_replica: int | None = None
+    # How many more replicas the free GPUs can hold now (None: not known).
+    fits: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,7 +374,26 @@ def decide(policy: Policy, state: State, observation: Observation) -> tuple[Deci
             )
             desired = min(current, floor)
 
-    # 7. No more Pods while earlier ones wait for GPUs.
+    # 7. No more Pods than fit (and one to ask for a node), none while one waits for GPUs.
+    if (
+        desired > current
+        and observation.unschedulable == 0
+        and observation.fits is not None
+        and desired > current + observation.fits + 1
+    ):
+        capped = current + observation.fits + 1
+        limit = Limit.GPU_SHORTAGE
+        limit_message = (
+            f"wants {desired} replicas; adds {capped - current}: the free GPUs hold "
+            f"{observation.fits} more"
+            + (
+                f" (each needs {observation.gpus_per_replica})"
+                if observation.gpus_per_replica
+                else ""
+            )
+            + ", and one more Pending asks for a node"
+        )
+        desired = capped
     if desired > current and observation.unschedulable > 0:
         limit = Limit.GPU_SHORTAGE
         limit_message = _shortage_message(observation, desired)

@@ -172,6 +172,23 @@ class Loop:
             return await signal.from_prometheus(session, url, signals.query(target), queue_query)
         return await signal.from_pods(session, signal.pod_endpoints(target, pods), scaling)
 
+    async def _capacity(
+        self, client: kube.Client, target: common.Target, deployment: dict[str, Any]
+    ) -> dict[str, int] | None:
+        template = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+        resources = target.spec.resources
+        nodes = await asyncio.to_thread(
+            client.free_gpus, resources.gpu_resource_name, template.get("nodeSelector") or {}
+        )
+        if nodes is None:
+            return None
+        per_replica = max(1, resources.gpus)
+        return {
+            "gpus_free": sum(free for free, _ in nodes),
+            "gpus_allocatable": sum(total for _, total in nodes),
+            "fits": sum(free // per_replica for free, _ in nodes),
+        }
+
     async def step(
         self,
         session: aiohttp.ClientSession,
@@ -190,28 +207,24 @@ class Loop:
         pods = await asyncio.to_thread(client.list_pods, namespace, name)
         reading = await self._read(session, target, pods)
         unschedulable = _unschedulable(pods)
-        gpus = target.spec.resources.gpus
-        allocatable = free = None
-        if unschedulable:
-            resource = target.spec.resources.gpu_resource_name
-            capacity = await asyncio.to_thread(client.gpu_capacity, resource)
-            used = await asyncio.to_thread(client.gpus_in_use, resource)
-            if capacity is not None:
-                allocatable = sum(capacity)
-                free = max(0, allocatable - used) if used is not None else None
         observation = decision.Observation(
             now=self._clock(),
             signal=reading.value,
             replicas=int((deployment.get("spec") or {}).get("replicas") or 0),
             ready=_ready_pods(pods),
             unschedulable=unschedulable,
-            gpus_free=free,
-            gpus_allocatable=allocatable,
-            gpus_per_replica=gpus,
+            gpus_per_replica=target.spec.resources.gpus,
         )
-        made, tracked.state = decision.decide(
-            decision.Policy.from_spec(scaling), tracked.state, observation
-        )
+        policy = decision.Policy.from_spec(scaling)
+        made, state = decision.decide(policy, tracked.state, observation)
+        if made.desired > made.current or unschedulable:
+            # Only to add replicas (or to say why not) is it worth listing every Pod: decide
+            # again, from the same state, knowing how many replicas the free GPUs hold.
+            capacity = await self._capacity(client, target, deployment)
+            if capacity is not None:
+                observation = dataclasses.replace(observation, **capacity)
+                made, state = decision.decide(policy, tracked.state, observation)
+        tracked.state = state
         stamp = kube.timestamp()
         if reading.value is not None:
             tracked.last_read_time = stamp

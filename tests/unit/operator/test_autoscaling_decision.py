@@ -24,6 +24,7 @@ class Replay:
     step: float = 5.0
     ready: Callable[[int], int] | None = None
     unschedulable: int = 0
+    fits: int | None = None
     decisions: list[decision.Decision] = dataclasses.field(default_factory=list)
 
     def feed(self, signals: Iterable[float | None]) -> Replay:
@@ -38,6 +39,7 @@ class Replay:
                 gpus_free=0,
                 gpus_allocatable=16,
                 gpus_per_replica=8,
+                fits=self.fits,
             )
             outcome, self.state = decision.decide(self.policy, self.state, observation)
             self.decisions.append(outcome)
@@ -172,6 +174,23 @@ def test_pending_pods_stop_scale_up_and_say_why() -> None:
     replay.unschedulable = 0
     replay.hold(90.0, 30)
     assert replay.replicas == 9
+
+
+def test_adds_what_fits_and_one_pending_replica_no_more() -> None:
+    replay = Replay(replicas=2).hold(20.0, 300)
+    replay.fits = 1
+    replay.feed([90.0])
+    assert replay.replicas == 4  # 2 + 1 that fits + 1 Pending, not the 6 it wants
+    assert replay.last.limit is decision.Limit.GPU_SHORTAGE
+    assert "the free GPUs hold 1 more" in replay.last.limit_message
+    # The extra one is Pending now: nothing more is added.
+    replay.fits, replay.unschedulable = 0, 1
+    replay.hold(90.0, 60)
+    assert replay.replicas == 4
+    # Where enough fits, nothing is capped.
+    roomy = Replay(replicas=2, fits=16).hold(20.0, 300).feed([40.0, 40.0])
+    assert roomy.replicas == 4
+    assert roomy.last.limit is None
 
 
 def test_pending_pods_do_not_stop_scale_down() -> None:
