@@ -188,8 +188,8 @@ def test_adds_what_fits_and_one_pending_replica_no_more() -> None:
     replay.hold(90.0, 60)
     assert replay.replicas == 4
     # Where enough fits, nothing is capped.
-    roomy = Replay(replicas=2, fits=16).hold(20.0, 300).feed([40.0, 40.0])
-    assert roomy.replicas == 4
+    roomy = Replay(replicas=2, fits=16).hold(20.0, 300).feed([90.0])
+    assert roomy.replicas == 6
     assert roomy.last.limit is None
 
 
