@@ -5,9 +5,9 @@ serves nothing. `Replicas` fills that in: a background thread lists the Pods of 
 watched LLMDeployments every `interval` seconds and, for each Ready Pod on a kwok
 node, starts an `llm-serving sim` on a loopback port and an `llm-serving gateway` in
 front of it on another (as in a real Pod, where vLLM listens on 127.0.0.1 behind the
-sidecar), with the LLMDeployment's own guardrail policy from its ConfigMap when it
-has one (every check off otherwise). Each Pod's gateway is registered with
-Prometheus as two targets, `component="gateway"` (/metrics) and `component="engine"`
+sidecar; it takes requests once its /ready answers), with the LLMDeployment's own
+guardrail policy from its ConfigMap when it has one (every check off otherwise).
+Each Pod's gateway is registered with Prometheus as two targets, `component="gateway"` (/metrics) and `component="engine"`
 (/metrics/engine), labelled `namespace`, `pod` and `llmdeployment` as the
 PodMonitor's relabelling does. A Pod that goes away or stops being Ready loses its
 processes and its targets. `endpoints(namespace, name)` gives the gateway URLs the
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any
 
 from kubernetes import client
@@ -69,6 +70,8 @@ class _Served:
     engine: subprocess.Popen[bytes]
     gateway: subprocess.Popen[bytes]
     gateway_url: str
+    # Set once the gateway answers /ready (its engine is up): then it takes requests.
+    ready: bool = False
 
 
 def _script() -> str:
@@ -78,6 +81,14 @@ def _script() -> str:
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - loopback
+            return bool(answer.status == 200)
+    except OSError:
+        return False
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -146,7 +157,9 @@ class Replicas:
             return sorted(
                 s.gateway_url
                 for s in self._served.values()
-                if (s.namespace, s.llmd) == (namespace, name) and s.gateway.poll() is None
+                if (s.namespace, s.llmd) == (namespace, name)
+                and s.ready
+                and s.gateway.poll() is None
             )
 
     def pods(self, namespace: str, name: str) -> list[str]:
@@ -240,6 +253,10 @@ class Replicas:
             served = self._start(*wanted[uid])
             with self._lock:
                 self._served[uid] = served
+        with self._lock:
+            starting = [item for item in self._served.values() if not item.ready]
+        for item in starting:
+            item.ready = _answers(f"{item.gateway_url}/ready")
         if self._prometheus is not None:
             self._register(watched)
 

@@ -24,7 +24,8 @@ class LLMDeploymentSpec(common.Model):
                     "fieldPath": ".engine.tensorParallelSize",
                 },
                 {
-                    "rule": "!self.autoscaling.enabled || self.autoscaling.metric != 'inflight' "
+                    "rule": "!has(self.autoscaling) || !self.autoscaling.enabled "
+                    "|| self.autoscaling.metric != 'inflight' "
                     "|| (has(self.guardrails) && self.guardrails.enabled)",
                     "message": "autoscaling metric inflight is counted by the gateway: it needs "
                     "guardrails.enabled",
@@ -32,8 +33,9 @@ class LLMDeploymentSpec(common.Model):
                 },
                 {
                     # A transition rule (checked on updates only, the scale subresource's too).
-                    "rule": "self.replicas == oldSelf.replicas || !self.autoscaling.enabled "
-                    "|| self.autoscaling.mode == 'advise' || !oldSelf.autoscaling.enabled",
+                    "rule": "self.replicas == oldSelf.replicas || !has(self.autoscaling) "
+                    "|| !self.autoscaling.enabled || self.autoscaling.mode == 'advise' "
+                    "|| !has(oldSelf.autoscaling) || !oldSelf.autoscaling.enabled",
                     "message": "replicas cannot change while autoscaling is on (mode scale): the "
                     "autoscaler sets them; change autoscaling.minReplicas/maxReplicas, or turn "
                     "autoscaling off first",
@@ -115,7 +117,7 @@ class LLMDeploymentSpec(common.Model):
 
 
 # Object fields the CRD defaults to `{}`, so CEL rules can read their defaulted members.
-CRD_DEFAULTED_OBJECTS = ("engine", "resources", "quantization", "autoscaling")
+CRD_DEFAULTED_OBJECTS = ("engine", "resources", "quantization")
 
 
 def parse_spec(spec: dict[str, Any]) -> LLMDeploymentSpec:
