@@ -47,6 +47,10 @@ crds: install ## regenerate the CRD (crds/ and the chart's copy) from the pydant
 docs: install ## regenerate docs/api-reference.md from the pydantic models
 	$(BIN)/python -c "from llm_operator.api import reference; print(reference.markdown(), end='')" > docs/api-reference.md
 
+.PHONY: dashboards
+dashboards: install ## regenerate charts/llm-operator/dashboards/*.json from the dashboards' Python
+	$(BIN)/python -m llm_operator.dashboards.render charts/llm-operator/dashboards
+
 .PHONY: golden
 golden: install ## rewrite the golden files of the builders from the examples
 	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/operator/test_golden.py

@@ -196,7 +196,7 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
     )
     new = status.compute_status(target, options, observation, generation, previous, now)
     changed = write_status(client, obj, new)
-    resources = target.spec.resources
+    resources, scaling = target.spec.resources, target.spec.autoscaling
     metrics.FLEET.observe(
         namespace,
         name,
@@ -205,6 +205,14 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
             observation.pods,
             resources.gpu_resource_name,
             pricing.gpu_type(resources.gpu_type),
+            (
+                scaling.provider.value,
+                scaling.min_replicas,
+                scaling.max_replicas,
+                scaling.target_queue_depth,
+            )
+            if scaling.enabled
+            else None,
         ),
     )
     return Outcome(
