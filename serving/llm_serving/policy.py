@@ -197,6 +197,7 @@ def compile_deny_pattern(pattern: str) -> Any:
     options = re2.Options()
     options.case_sensitive = False
     options.log_errors = False
+    options.never_capture = True  # only spans are used; groups would cost a second pass
     return re2.compile(pattern, options)
 
 
