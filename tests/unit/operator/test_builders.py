@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kubernetes_validate
@@ -9,6 +10,7 @@ import pytest
 
 from llm_operator.api import v1alpha1
 from llm_operator.builders import children, common, core, deployment
+from llm_serving import policy
 from tests.unit.operator import conftest
 
 KUBERNETES_VERSION = "1.34.0"
@@ -164,6 +166,25 @@ def test_guardrails_on_adds_sidecar_policy_and_loopback() -> None:
     assert cs["vllm"]["ports"][0]["name"] == "engine"
     assert cs["gateway"]["securityContext"]["readOnlyRootFilesystem"] is True
     assert objects["Service"]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+@pytest.mark.parametrize(
+    ("engine", "guardrails_input", "expected"),
+    [
+        ({"maxModelLen": 8192}, {}, 8192),
+        ({"extraArgs": ["--max-model-len=4096"]}, {}, 4096),
+        ({"extraArgs": ["--enforce-eager", "--max-model-len", "2048"]}, {}, 2048),
+        ({"maxModelLen": 8192}, {"maxPromptTokens": 6000}, 6000),
+        ({}, {}, None),
+    ],
+)
+def test_max_prompt_tokens_defaults_to_the_engine_context_length(
+    engine: dict[str, Any], guardrails_input: dict[str, Any], expected: int | None
+) -> None:
+    spec = {**BASE, "engine": engine, "guardrails": {"enabled": True, "input": guardrails_input}}
+    document = json.loads(core.policy_json(target(spec)))
+    assert document["input"]["maxPromptTokens"] == expected
+    assert policy.GuardrailPolicy.model_validate(document).input.max_prompt_tokens == expected
 
 
 def test_guardrails_off_has_no_sidecar_or_configmap() -> None:
