@@ -2,9 +2,10 @@
 
 For previews, reviews and GitOps. Each input document must be an LLMDeployment;
 an invalid one yields one line per error, each naming the field path, and no
-output. Without `--owner-uid` the rendered objects carry no ownerReferences: a
-reference to an object that does not exist would make the garbage collector delete
-them as soon as they were applied.
+output; so does one whose model the memory planner finds does not fit its GPUs.
+Without `--owner-uid` the rendered objects carry no ownerReferences: a reference to
+an object that does not exist would make the garbage collector delete them as soon
+as they were applied. `load_specs` parses the documents for `llm-operator plan`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from llm_operator import errors, yamlio
 from llm_operator.api import v1alpha1
 from llm_operator.builders import children, common
+from llm_operator.planning import memory
 from llm_serving import policy
 
 
@@ -73,6 +75,10 @@ def render_objects(
         except pydantic.ValidationError as exc:
             problems += [where + line for line in policy.error_lines(exc, prefix="spec")]
             continue
+        outcome = memory.plan_spec(target.spec)
+        if outcome.refused and outcome.plan is not None:
+            problems += [where + line for line in memory.refusal(target.spec, outcome.plan)]
+            continue
         for child in children.build_all(target, options):
             if owner_uid is None:
                 child["metadata"].pop("ownerReferences", None)
@@ -80,6 +86,29 @@ def render_objects(
     if problems:
         raise errors.RenderError(problems)
     return rendered
+
+
+def load_specs(
+    documents: list[dict[str, Any]], source: str
+) -> list[tuple[str, v1alpha1.LLMDeploymentSpec]]:
+    """(name, parsed spec) of every LLMDeployment document. Raises RenderError."""
+    specs = []
+    problems: list[str] = []
+    for index, doc in enumerate(documents):
+        where = f"{source}: " if len(documents) == 1 else f"{source} (document {index + 1}): "
+        kind_errors = _check_kind(doc, where)
+        if kind_errors:
+            problems += kind_errors
+            continue
+        try:
+            spec = v1alpha1.parse_spec(doc["spec"])
+        except pydantic.ValidationError as exc:
+            problems += [where + line for line in policy.error_lines(exc, prefix="spec")]
+            continue
+        specs.append((f"{source} {doc['metadata']['name']}", spec))
+    if problems:
+        raise errors.RenderError(problems)
+    return specs
 
 
 def dump(objects: list[dict[str, Any]], out: TextIO) -> None:

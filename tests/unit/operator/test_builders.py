@@ -72,6 +72,7 @@ def test_engine_args_from_spec() -> None:
                 "maxModelLen": 8192,
                 "maxNumSeqs": 32,
                 "tensorParallelSize": 2,
+                "pipelineParallelSize": 2,
                 "enablePrefixCaching": False,
                 "extraArgs": ["--enforce-eager"],
             },

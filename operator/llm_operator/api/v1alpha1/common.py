@@ -8,6 +8,7 @@ objects) with the JSON Schema the CRD generator turns into their OpenAPI form.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import pydantic
@@ -75,3 +76,20 @@ FreeForm = Annotated[
     dict[str, Any],
     pydantic.WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
 ]
+
+
+def member_of(names: Sequence[str], what: str) -> Callable[[str], str]:
+    """A validator that accepts only `names` (the CRD carries the same list as an enum)."""
+    allowed = list(names)
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not {what}; one of: {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+def enum_schema(names: Sequence[str]) -> dict[str, Any]:
+    """The JSON Schema of a string limited to `names`."""
+    return {"type": "string", "enum": list(names)}
