@@ -51,8 +51,9 @@ def _plan(args: argparse.Namespace) -> int:
         try:
             text = sys.stdin.read() if path == "-" else pathlib.Path(path).read_text("utf-8")
             source = "<stdin>" if path == "-" else path
-            for name, spec in render.load_specs(render.load_documents(text, source), source):
-                table, refused = report.render(name, spec)
+            documents = render.load_documents(text, source)
+            for _, target in render.load_targets(documents, source):
+                table, refused = report.render(f"{source} {target.name}", target.spec)
                 sys.stdout.write(table + "\n")
                 failed = failed or refused
         except OSError as exc:

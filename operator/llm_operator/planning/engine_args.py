@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pydantic
-import yaml
 
+from llm_operator import planning
 from llm_operator.planning import vllm_flags
 from llm_serving import policy
 
@@ -51,8 +51,7 @@ class FlagTable(policy.Model):
 @functools.cache
 def table() -> FlagTable:
     """The checked-in table, validated against the catalog once."""
-    text = (vllm_flags.DATA_DIR / TABLE_FILE).read_text(encoding="utf-8")
-    return FlagTable.model_validate(yaml.safe_load(text))
+    return FlagTable.model_validate(planning.load_data(TABLE_FILE))
 
 
 @dataclasses.dataclass(frozen=True)

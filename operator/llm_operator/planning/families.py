@@ -13,9 +13,8 @@ import functools
 import re
 
 import pydantic
-import yaml
 
-from llm_operator.planning import vllm_flags
+from llm_operator import planning
 from llm_serving import policy
 
 CATALOG_FILE = "model-families.yaml"
@@ -60,8 +59,7 @@ class FamilyCatalog(policy.Model):
 @functools.cache
 def catalog() -> FamilyCatalog:
     """The checked-in catalog, validated once."""
-    text = (vllm_flags.DATA_DIR / CATALOG_FILE).read_text(encoding="utf-8")
-    return FamilyCatalog.model_validate(yaml.safe_load(text))
+    return FamilyCatalog.model_validate(planning.load_data(CATALOG_FILE))
 
 
 def model_name(uri: str) -> str:

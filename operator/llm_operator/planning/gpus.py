@@ -15,9 +15,8 @@ import functools
 import re
 
 import pydantic
-import yaml
 
-from llm_operator.planning import vllm_flags
+from llm_operator import planning
 from llm_serving import policy
 
 CATALOG_FILE = "gpus.yaml"
@@ -78,8 +77,7 @@ class GpuCatalog(policy.Model):
 @functools.cache
 def catalog() -> GpuCatalog:
     """The checked-in catalog, validated once."""
-    text = (vllm_flags.DATA_DIR / CATALOG_FILE).read_text(encoding="utf-8")
-    return GpuCatalog.model_validate(yaml.safe_load(text))
+    return GpuCatalog.model_validate(planning.load_data(CATALOG_FILE))
 
 
 @functools.cache

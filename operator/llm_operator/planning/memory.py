@@ -22,10 +22,10 @@ import functools
 import math
 
 import pydantic
-import yaml
 
+from llm_operator import planning
 from llm_operator.api import v1alpha1
-from llm_operator.planning import engine_args, families, gpus, quantization, vllm_flags
+from llm_operator.planning import engine_args, families, gpus, quantization
 from llm_serving import policy
 
 RESERVE_FILE = "memory.yaml"
@@ -46,8 +46,7 @@ class Reserve(policy.Model):
 @functools.cache
 def reserve() -> Reserve:
     """The checked-in reserve figures."""
-    text = (vllm_flags.DATA_DIR / RESERVE_FILE).read_text(encoding="utf-8")
-    return Reserve.model_validate(yaml.safe_load(text))
+    return Reserve.model_validate(planning.load_data(RESERVE_FILE))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,32 +84,22 @@ def model_figures(spec: v1alpha1.LLMDeploymentSpec) -> ModelFigures | None:
         name, source = family.name, "the model family catalog"
     else:
         return None
-    if arch is not None:
-        return ModelFigures(
-            name=name,
-            source=source + " and spec.model.architecture",
-            parameters=parameters,
-            layers=arch.layers,
-            kv_heads=arch.kv_heads,
-            head_dim=arch.head_dim,
-            hidden_size=arch.hidden_size,
-            vocab_size=arch.vocab_size,
-            context_length=arch.context_length,
-        )
-    if family is not None:
-        return ModelFigures(
-            name=name,
-            source=source,
-            parameters=parameters,
-            layers=family.layers,
-            kv_heads=family.kv_heads,
-            head_dim=family.head_dim,
-            hidden_size=family.hidden_size,
-            vocab_size=family.vocab_size,
-            tied_embeddings=family.tied_embeddings,
-            context_length=family.context_length,
-        )
-    return ModelFigures(name=name, source=source, parameters=parameters)
+    # The spec's architecture, else the catalog's; both share the figures' field names.
+    figures = arch if arch is not None else family
+    if figures is None:
+        return ModelFigures(name=name, source=source, parameters=parameters)
+    return ModelFigures(
+        name=name,
+        source=source if arch is None else source + " and spec.model.architecture",
+        parameters=parameters,
+        layers=figures.layers,
+        kv_heads=figures.kv_heads,
+        head_dim=figures.head_dim,
+        hidden_size=figures.hidden_size,
+        vocab_size=figures.vocab_size,
+        tied_embeddings=figures.tied_embeddings,
+        context_length=figures.context_length,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,8 @@ import dataclasses
 import functools
 
 import pydantic
-import yaml
 
+from llm_operator import planning
 from llm_operator.planning import gpus, vllm_flags
 from llm_serving import policy
 
@@ -81,8 +81,7 @@ class Table(policy.Model):
 @functools.cache
 def table() -> Table:
     """The checked-in table, validated against the flags catalog once."""
-    text = (vllm_flags.DATA_DIR / TABLE_FILE).read_text(encoding="utf-8")
-    return Table.model_validate(yaml.safe_load(text))
+    return Table.model_validate(planning.load_data(TABLE_FILE))
 
 
 def method_names() -> list[str]:

@@ -7,11 +7,12 @@ objects) with the JSON Schema the CRD generator turns into their OpenAPI form.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import pydantic
+from pydantic_core import core_schema
 
 from llm_serving import policy
 
@@ -78,18 +79,27 @@ FreeForm = Annotated[
 ]
 
 
-def member_of(names: Sequence[str], what: str) -> Callable[[str], str]:
-    """A validator that accepts only `names` (the CRD carries the same list as an enum)."""
-    allowed = list(names)
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """Annotation of a string field limited to `names`: the check and the CRD's enum.
 
-    def check(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"{value!r} is not {what}; one of: {', '.join(allowed)}")
+    The names come from data (vLLM's catalog), so they are not a Python enum.
+    """
+
+    names: tuple[str, ...]
+    what: str
+
+    def _check(self, value: str) -> str:
+        if value not in self.names:
+            raise ValueError(f"{value!r} is not {self.what}; one of: {', '.join(self.names)}")
         return value
 
-    return check
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: pydantic.GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
 
-
-def enum_schema(names: Sequence[str]) -> dict[str, Any]:
-    """The JSON Schema of a string limited to `names`."""
-    return {"type": "string", "enum": list(names)}
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: pydantic.GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.names)}

@@ -13,11 +13,7 @@ from llm_serving import policy
 _VLLM = vllm_flags.catalog().vllm_version
 
 DtypeName = Annotated[
-    str,
-    pydantic.AfterValidator(
-        common.member_of(quantization.dtype_names(), f"a --dtype of vLLM {_VLLM}")
-    ),
-    pydantic.WithJsonSchema(common.enum_schema(quantization.dtype_names())),
+    str, common.OneOf(tuple(quantization.dtype_names()), f"a --dtype of vLLM {_VLLM}")
 ]
 
 

@@ -13,17 +13,11 @@ _VLLM = vllm_flags.catalog().vllm_version
 
 QuantizationMethodName = Annotated[
     str,
-    pydantic.AfterValidator(
-        common.member_of(quantization.method_names(), f"a quantization method of vLLM {_VLLM}")
-    ),
-    pydantic.WithJsonSchema(common.enum_schema(quantization.method_names())),
+    common.OneOf(tuple(quantization.method_names()), f"a quantization method of vLLM {_VLLM}"),
 ]
 KVCacheDtypeName = Annotated[
     str,
-    pydantic.AfterValidator(
-        common.member_of(quantization.kv_cache_dtype_names(), f"a KV-cache type of vLLM {_VLLM}")
-    ),
-    pydantic.WithJsonSchema(common.enum_schema(quantization.kv_cache_dtype_names())),
+    common.OneOf(tuple(quantization.kv_cache_dtype_names()), f"a KV-cache type of vLLM {_VLLM}"),
 ]
 
 
@@ -53,6 +47,9 @@ class Architecture(common.Model):
         "LM head at 16 bits as quantization methods do.",
     )
     vocab_size: int | None = pydantic.Field(None, ge=1, description="vocab_size.")
+    tied_embeddings: bool = pydantic.Field(
+        False, description="tie_word_embeddings: the LM head shares the embedding matrix."
+    )
     context_length: int | None = pydantic.Field(
         None,
         ge=16,
