@@ -83,21 +83,9 @@ def model_cache_claim(target: common.Target) -> dict[str, Any] | None:
 
 
 def context_length(engine: v1alpha1.Engine) -> int | None:
-    """The engine's context length when the spec sets it (`maxModelLen`, or the flag in
-    `extraArgs`); None when vLLM takes the model's own, which the operator cannot read."""
-    if engine.max_model_len is not None:
-        return engine.max_model_len
-    length: int | None = None
-    args = engine.extra_args
-    for index, arg in enumerate(args):
-        value = None
-        if arg.startswith("--max-model-len="):
-            value = arg.partition("=")[2]
-        elif arg == "--max-model-len" and index + 1 < len(args):
-            value = args[index + 1]
-        if value is not None and value.isdigit():
-            length = int(value)
-    return length
+    """The engine's context length when the spec sets it (`maxModelLen`; extraArgs may not
+    carry --max-model-len); None when vLLM takes the model's own."""
+    return engine.max_model_len
 
 
 def policy_json(target: common.Target) -> str:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import kubernetes_validate
+import pydantic
 import pytest
 
 from llm_operator.api import v1alpha1
@@ -173,8 +174,7 @@ def test_guardrails_on_adds_sidecar_policy_and_loopback() -> None:
     ("engine", "guardrails_input", "expected"),
     [
         ({"maxModelLen": 8192}, {}, 8192),
-        ({"extraArgs": ["--max-model-len=4096"]}, {}, 4096),
-        ({"extraArgs": ["--enforce-eager", "--max-model-len", "2048"]}, {}, 2048),
+        ({"maxModelLen": 2048, "extraArgs": ["--enforce-eager"]}, {}, 2048),
         ({"maxModelLen": 8192}, {"maxPromptTokens": 6000}, 6000),
         ({}, {}, None),
     ],
@@ -186,6 +186,14 @@ def test_max_prompt_tokens_defaults_to_the_engine_context_length(
     document = json.loads(core.policy_json(target(spec)))
     assert document["input"]["maxPromptTokens"] == expected
     assert policy.GuardrailPolicy.model_validate(document).input.max_prompt_tokens == expected
+
+
+def test_context_length_is_stated_only_by_max_model_len() -> None:
+    # extraArgs may not carry --max-model-len (engine.maxModelLen owns it, in every spelling),
+    # so the typed field is the one place a spec states the engine's context length.
+    for args in (["--max-model-len=4096"], ["--enforce-eager", "--max-model-len", "2048"]):
+        with pytest.raises(pydantic.ValidationError, match=r"spec\.engine\.maxModelLen owns"):
+            v1alpha1.parse_spec({**BASE, "engine": {"extraArgs": args}})
 
 
 def test_guardrails_off_has_no_sidecar_or_configmap() -> None:
