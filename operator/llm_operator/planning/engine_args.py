@@ -61,10 +61,6 @@ class Checked:
     uses: tuple[vllm_flags.Use, ...]
     problems: tuple[str, ...]
 
-    def sets(self, dest: str) -> vllm_flags.Use | None:
-        """The first use of a destination, if any."""
-        return next((use for use in self.uses if use.dest == dest), None)
-
     def unplanned(self) -> list[str]:
         """`flag (why)` for each use the memory planner does not model."""
         reasons = table().unplanned

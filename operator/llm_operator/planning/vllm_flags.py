@@ -341,7 +341,3 @@ def parse(args: Sequence[str]) -> list[Use]:
     uses: list[Use] = namespace.uses
     return uses
 
-
-def spellings(dest: str) -> list[str]:
-    """Every option string of a destination (for messages and the CRD's rule)."""
-    return list(catalog().argument(dest).flags)

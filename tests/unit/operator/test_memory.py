@@ -226,3 +226,33 @@ def test_quantized_methods_keep_embeddings_at_16_bits() -> None:
     embeddings = family.vocab_size * family.hidden_size * 2
     body = families.parse_parameters(family.parameters) - embeddings
     assert plan.weights_total * GIB == pytest.approx(body * 1 + embeddings * 2)
+
+
+@pytest.mark.parametrize(
+    ("uri", "name"),
+    [
+        ("hf://meta-llama/Llama-3.1-8B-Instruct", "Llama 3.1 8B"),
+        ("hf://meta-llama/Meta-Llama-3.1-8B-Instruct", "Llama 3.1 8B"),
+        ("s3://models/llama-3.1-8b-instruct", "Llama 3.1 8B"),
+        ("hf://meta-llama/Meta-Llama-3-8B", "Llama 3 8B"),
+        ("hf://meta-llama/Llama-3.3-70B-Instruct@main", "Llama 3.1/3.3 70B"),
+        ("hf://hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", "Llama 3.1/3.3 70B"),
+        ("hf://meta-llama/Llama-3.2-1B-Instruct", "Llama 3.2 1B"),
+        ("hf://Qwen/Qwen2.5-7B-Instruct", "Qwen2.5 7B"),
+        ("hf://Qwen/Qwen2.5-72B-Instruct", "Qwen2.5 72B"),
+        ("hf://Qwen/Qwen2.5-32B-Instruct-AWQ", "Qwen2.5 32B"),
+        ("hf://Qwen/Qwen2.5-0.5B", "Qwen2.5 0.5B"),
+        ("pvc://weights/qwen2.5-1.5b", "Qwen2.5 1.5B"),
+        ("hf://mistralai/Mistral-7B-Instruct-v0.3", "Mistral 7B v0.3"),
+        ("hf://mistralai/Mixtral-8x7B-Instruct-v0.1", "Mixtral 8x7B"),
+    ],
+)
+def test_a_model_uri_finds_exactly_its_family(uri: str, name: str) -> None:
+    assert [family.name for family in families.matches(uri)] == [name]
+
+
+@pytest.mark.parametrize(
+    "uri", ["hf://mistralai/Mistral-7B-v0.1", "hf://org/Llama-3.1-80B", "hf://Qwen/Qwen3-8B"]
+)
+def test_a_model_the_catalog_does_not_know_finds_nothing(uri: str) -> None:
+    assert families.find(uri) is None
