@@ -52,7 +52,7 @@ import functools
 import re
 from collections.abc import Sequence
 
-from llm_serving.guardrails.injection import learned, normalization, rules, similarity
+from llm_serving.guardrails.injection import learned, normalization, quoting, rules, similarity
 
 try:
     from llm_serving.guardrails import _fastscore
@@ -106,6 +106,7 @@ class Detector:
     ) -> None:
         self._model = model if model is not None else learned.shared()
         self._rules = rules.RULES
+        self._families = {rule.name: rule.family for rule in rules.RULES}
         self._trigger_words = frozenset().union(
             *(group for rule in rules.RULES for group in rule.need)
         )
@@ -151,7 +152,29 @@ class Detector:
         )
 
     def score(self, text: str) -> Verdict:
-        """Score one prompt. Pure and thread-safe."""
+        """Score one prompt. Pure and thread-safe.
+
+        A prompt that only mentions an attack phrase in a short quotation (see
+        `quoting`) is scored with the quotation emptied as well, and the lower score
+        stands. Only prompts that fired a rule of a strong family are considered (a
+        score from weak rules or from the learned model alone reads the whole text),
+        and none whose rules speak to the model from inside text it reads
+        (`quoting.USED_FAMILIES`).
+        """
+        verdict = self._score(text)
+        families = {self._families.get(name, "weak") for name in verdict.rules}
+        if families - {"weak"} and not families & quoting.USED_FAMILIES:
+            found = quoting.mentioned(text)
+            if found is not None:
+                masked, quotes = found
+                other = self._score(masked)
+                if not other.rules and other.score < verdict.score:
+                    inside = {name for quote in quotes for name in self.evidence(quote).rules}
+                    if inside.issuperset(verdict.rules):
+                        return other
+        return verdict
+
+    def _score(self, text: str) -> Verdict:
         evidence = self.evidence(text)
         score = self._model.score(evidence.tokens, evidence.extras)
         if evidence.heuristic >= RULE_FLOOR:
