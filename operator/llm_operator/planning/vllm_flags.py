@@ -340,4 +340,3 @@ def parse(args: Sequence[str]) -> list[Use]:
     _parser().parse_args(normalise(args), namespace)
     uses: list[Use] = namespace.uses
     return uses
-
