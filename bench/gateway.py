@@ -131,8 +131,10 @@ def _spawn(
     log: pathlib.Path,
     tree: pathlib.Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `module`'s server; from the checkout `tree` instead of this one when given."""
-    code = f"import sys; from {module} import server; sys.exit(server.main(sys.argv[1:]))"
+    """Start the server whose command-line entry is `module`'s ``main``; from the checkout
+    `tree` instead of this one when given."""
+    entry = f"importlib.import_module({module!r}).main(sys.argv[1:])"
+    code = f"import sys, importlib; sys.exit({entry})"
     env = dict(os.environ)
     if tree is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(tree / "serving"), str(tree / "operator")])
@@ -379,7 +381,7 @@ def _spawn_gateway(
         "--upstream", f"http://127.0.0.1:{sim_port}", "--policy-file", str(policy),
         "--model-name", MODEL, "--log-level", "warning",
     ]  # fmt: skip
-    return _spawn("llm_serving.gateway", args, GATEWAY_CORE, log, tree)
+    return _spawn("llm_serving.gateway.server", args, GATEWAY_CORE, log, tree)
 
 
 @contextlib.contextmanager
@@ -398,7 +400,7 @@ def _processes(
     policy.write_text(policy_json)
     bare_policy.write_text('{"enabled": false}')
     sim = _spawn(
-        "llm_serving.sim",
+        "llm_serving.sim.cli",
         [
             "--port", str(sim_port), "--model", MODEL, "--max-num-seqs", "4096",
             "--prefill-tokens-per-s", "1e9", "--decode-tokens-per-s", "1e6",

@@ -46,7 +46,8 @@ import sklearn
 import sklearn.linear_model
 import sklearn.model_selection
 
-from llm_serving.guardrails import injection, learned, rules
+from llm_serving.guardrails import injection
+from llm_serving.guardrails.injection import learned, rules
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT / "serving" / "llm_serving" / "data"

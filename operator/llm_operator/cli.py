@@ -1,4 +1,4 @@
-"""The `llm-operator` command: run, render, crds and dev."""
+"""The `llm-operator` command: run, render, plan, crds and dev."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from llm_operator import errors, metrics, pricing, render
 from llm_operator.api import crd
 from llm_operator.builders import common
+from llm_operator.planning import report
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -43,6 +44,27 @@ def _render(args: argparse.Namespace) -> int:
         return 1
     render.dump(objects, sys.stdout)
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    failed = False
+    for path in args.filename:
+        try:
+            text = sys.stdin.read() if path == "-" else pathlib.Path(path).read_text("utf-8")
+            source = "<stdin>" if path == "-" else path
+            documents = render.load_documents(text, source)
+            for _, target in render.load_targets(documents, source):
+                table, refused = report.render(f"{source} {target.name}", target.spec)
+                sys.stdout.write(table + "\n")
+                failed = failed or refused
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            failed = True
+        except errors.RenderError as exc:
+            for line in exc.lines:
+                print(line, file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
 
 
 def _crds(_: argparse.Namespace) -> int:
@@ -124,6 +146,14 @@ def parser() -> argparse.ArgumentParser:
     )
     _runbook_argument(p_render)
     p_render.set_defaults(func=_render)
+
+    p_plan = sub.add_parser(
+        "plan", help="print the GPU memory plan of LLMDeployment files (exit 1 if refused)"
+    )
+    p_plan.add_argument(
+        "-f", "--filename", action="append", required=True, help="file to plan ('-' = stdin)"
+    )
+    p_plan.set_defaults(func=_plan)
 
     p_crds = sub.add_parser("crds", help="print the LLMDeployment CRD")
     p_crds.set_defaults(func=_crds)

@@ -2,6 +2,8 @@
 
 `OperatorError` is the base. `InvalidSpecError` is a spec the user must change (the
 handlers turn it into `kopf.PermanentError` after status and an Event say why);
+`InsufficientGPUMemoryError` is one whose model the memory planner finds does not fit
+its GPUs (the same handling, its own status reason);
 `RenderError` is the same for files given to `llm-operator render`;
 `KindUnavailableError` is a kind the API server does not serve (a CRD such as KEDA's
 that is not installed). Anything else is unexpected and propagates, so kopf retries.
@@ -17,9 +19,17 @@ class OperatorError(Exception):
 class InvalidSpecError(OperatorError):
     """The spec cannot be served as written; `lines` say what to change, one per problem."""
 
+    reason = "InvalidSpec"
+
     def __init__(self, lines: list[str]) -> None:
         super().__init__("; ".join(lines))
         self.lines = lines
+
+
+class InsufficientGPUMemoryError(InvalidSpecError):
+    """The model, its KV cache and one full-length sequence do not fit the GPUs asked for."""
+
+    reason = "InsufficientGPUMemory"
 
 
 class RenderError(InvalidSpecError):

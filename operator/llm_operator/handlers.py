@@ -107,7 +107,7 @@ def _run(body: dict[str, Any], log: logging.Logger | logging.LoggerAdapter[Any])
     try:
         outcome = reconcile.reconcile(_client(), body, RUNTIME.options)
     except errors.InvalidSpecError as exc:
-        raise kopf.PermanentError(f"invalid spec: {exc}") from exc
+        raise kopf.PermanentError(f"{exc.reason}: {exc}") from exc
     if outcome.changed_status:
         log.info("status: %s %s", outcome.status.get("phase"), outcome.status.get("ready"))
 

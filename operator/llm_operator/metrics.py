@@ -131,6 +131,8 @@ class Snapshot:
     unschedulable_pods: int
     gpu_type: str
     gpus: int
+    # (provider, minReplicas, maxReplicas, target per replica) when autoscaling is on.
+    autoscaling: tuple[str, int, int, float] | None = None
 
 
 def _pod_gpus(pod: Mapping[str, Any], resource_name: str) -> int:
@@ -158,6 +160,7 @@ def snapshot(
     pods: Sequence[Mapping[str, Any]],
     gpu_resource_name: str,
     gpu_type: str,
+    autoscaling: tuple[str, int, int, float] | None = None,
 ) -> Snapshot:
     """The figures of one LLMDeployment from its new status and its Pods. Pure.
 
@@ -187,6 +190,7 @@ def snapshot(
         unschedulable_pods=unschedulable,
         gpu_type=gpu_type,
         gpus=gpus,
+        autoscaling=autoscaling,
     )
 
 
@@ -320,6 +324,24 @@ class Fleet:
             "Cost of those GPU-hours at the price table's price of the GPU type.",
             labels=[*obj, "gpu_type"],
         )
+        scaling = [*obj, "provider"]
+        scaling_min = GaugeFamily(
+            "llm_operator_llmdeployment_autoscaling_min_replicas",
+            "spec.autoscaling.minReplicas of each autoscaled LLMDeployment, by provider.",
+            labels=scaling,
+        )
+        scaling_max = GaugeFamily(
+            "llm_operator_llmdeployment_autoscaling_max_replicas",
+            "spec.autoscaling.maxReplicas of each autoscaled LLMDeployment, by provider.",
+            labels=scaling,
+        )
+        scaling_target = GaugeFamily(
+            "llm_operator_llmdeployment_autoscaling_target_queue_depth",
+            "The autoscaling target per replica of each autoscaled LLMDeployment "
+            "(spec.autoscaling.targetPerReplica or its default, in the unit of its metric: "
+            "queued requests for queueDepth), by provider.",
+            labels=scaling,
+        )
         by_phase: dict[tuple[str, str], int] = {}
         for (namespace, name), entry in entries:
             snap = entry.snapshot
@@ -338,6 +360,11 @@ class Fleet:
             gpus.add_metric([namespace, name, snap.gpu_type], snap.gpus)
             gpu_hours.add_metric([namespace, name, snap.gpu_type], entry.gpu_hours)
             cost.add_metric([namespace, name, snap.gpu_type], entry.cost)
+            if snap.autoscaling is not None:
+                provider, low, high, depth = snap.autoscaling
+                scaling_min.add_metric([namespace, name, provider], low)
+                scaling_max.add_metric([namespace, name, provider], high)
+                scaling_target.add_metric([namespace, name, provider], depth)
         for (namespace, phase_name), number in sorted(by_phase.items()):
             count.add_metric([namespace, phase_name], number)
         return [
@@ -352,6 +379,9 @@ class Fleet:
             gpus,
             gpu_hours,
             cost,
+            scaling_min,
+            scaling_max,
+            scaling_target,
         ]
 
 

@@ -1,13 +1,14 @@
 """Level-based reconciliation of one LLMDeployment.
 
 One pass: parse the spec (an invalid one is reported in status and an Event and
-nothing else is touched), build the whole desired set of children, list what the
-object owns, plan the changes (`changes.plan`, pure), server-side apply the desired
-children and prune the owned ones no longer wanted, observe the Deployment, its Pods
-and the nodes, then write status (`status.compute_status`, pure) once if it changed
-and post Events on transitions. Passes for the same object are serialised by a
-lock, because they are started by kopf's handlers, by Deployment events and by the
-periodic resync.
+nothing else is touched; so is one whose model the memory planner finds does not fit
+its GPUs, with reason `InsufficientGPUMemory`), build the whole desired set of
+children, list what the object owns, plan the changes (`changes.plan`, pure),
+server-side apply the desired children and prune the owned ones no longer wanted,
+observe the Deployment, its Pods and the nodes, then write status
+(`status.compute_status`, pure) once if it changed and post Events on transitions.
+Passes for the same object are serialised by a lock, because they are started by
+kopf's handlers, by Deployment events and by the periodic resync.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from llm_operator import changes, errors, kube, metrics, pricing, status
 from llm_operator.api import v1alpha1
 from llm_operator.autoscaling import reports
 from llm_operator.builders import children, common
+from llm_operator.planning import memory
 from llm_serving import policy
 
 logger = logging.getLogger(__name__)
@@ -214,6 +216,13 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
         write_status(client, obj, refused)
         _observe_refused(client, obj, refused)
         raise errors.InvalidSpecError(lines) from exc
+    plan = memory.plan_spec(target.spec)
+    if plan.refused and plan.plan is not None:
+        # No Pod that would load for minutes and then die out of memory: nothing is touched.
+        lines = memory.refusal(target.spec, plan.plan)
+        reason = errors.InsufficientGPUMemoryError.reason
+        write_status(client, obj, status.invalid_status(lines, generation, previous, now, reason))
+        raise errors.InsufficientGPUMemoryError(lines)
 
     change_set = changes.plan(
         children.build_all(target, options), _owned(client, namespace, name, uid)
@@ -258,7 +267,7 @@ def _write(
     previous = obj.get("status") or {}
     new = status.compute_status(target, options, observation, generation, previous, now)
     changed = write_status(client, obj, new)
-    resources = target.spec.resources
+    resources, scaling = target.spec.resources, target.spec.autoscaling
     metrics.FLEET.observe(
         namespace,
         name,
@@ -267,6 +276,14 @@ def _write(
             observation.pods,
             resources.gpu_resource_name,
             pricing.gpu_type(resources.gpu_type),
+            (
+                scaling.provider.value,
+                scaling.min_replicas,
+                scaling.max_replicas,
+                scaling.target,
+            )
+            if scaling.enabled
+            else None,
         ),
     )
     return new, changed

@@ -2,9 +2,10 @@
 
 For previews, reviews and GitOps. Each input document must be an LLMDeployment;
 an invalid one yields one line per error, each naming the field path, and no
-output. Without `--owner-uid` the rendered objects carry no ownerReferences: a
-reference to an object that does not exist would make the garbage collector delete
-them as soon as they were applied.
+output; so does one whose model the memory planner finds does not fit its GPUs.
+Without `--owner-uid` the rendered objects carry no ownerReferences: a reference to
+an object that does not exist would make the garbage collector delete them as soon
+as they were applied. `load_targets` parses the documents for `llm-operator plan` too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from llm_operator import errors, yamlio
 from llm_operator.api import v1alpha1
 from llm_operator.builders import children, common
+from llm_operator.planning import memory
 from llm_serving import policy
 
 
@@ -47,15 +49,14 @@ def _check_kind(doc: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
-def render_objects(
+def load_targets(
     documents: list[dict[str, Any]],
     source: str,
-    options: common.Options,
     namespace: str = "default",
     owner_uid: str | None = None,
-) -> list[dict[str, Any]]:
-    """Children of every LLMDeployment document. Raises RenderError listing every problem."""
-    rendered: list[dict[str, Any]] = []
+) -> list[tuple[str, common.Target]]:
+    """(where, target) of every LLMDeployment document. Raises RenderError listing problems."""
+    targets: list[tuple[str, common.Target]] = []
     problems: list[str] = []
     for index, doc in enumerate(documents):
         where = f"{source}: " if len(documents) == 1 else f"{source} (document {index + 1}): "
@@ -69,9 +70,28 @@ def render_objects(
         meta["uid"] = owner_uid or ""
         obj["metadata"] = meta
         try:
-            target = children.target_from_object(obj)
+            targets.append((where, children.target_from_object(obj)))
         except pydantic.ValidationError as exc:
             problems += [where + line for line in policy.error_lines(exc, prefix="spec")]
+    if problems:
+        raise errors.RenderError(problems)
+    return targets
+
+
+def render_objects(
+    documents: list[dict[str, Any]],
+    source: str,
+    options: common.Options,
+    namespace: str = "default",
+    owner_uid: str | None = None,
+) -> list[dict[str, Any]]:
+    """Children of every LLMDeployment document. Raises RenderError listing every problem."""
+    rendered: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for where, target in load_targets(documents, source, namespace, owner_uid):
+        outcome = memory.plan_spec(target.spec)
+        if outcome.refused and outcome.plan is not None:
+            problems += [where + line for line in memory.refusal(target.spec, outcome.plan)]
             continue
         for child in children.build_all(target, options):
             if owner_uid is None:

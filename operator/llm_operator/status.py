@@ -103,14 +103,18 @@ def _gateway_ready(pods: list[dict[str, Any]]) -> int:
 
 
 def invalid_status(
-    lines: list[str], generation: int | None, previous: dict[str, Any], now: str
+    lines: list[str],
+    generation: int | None,
+    previous: dict[str, Any],
+    now: str,
+    reason: str = "InvalidSpec",
 ) -> dict[str, Any]:
-    """Status of an object whose spec the operator refuses."""
+    """Status of an object whose spec the operator refuses (InvalidSpec, InsufficientGPUMemory)."""
     message = "; ".join(lines)
     conditions = [
-        _condition(READY, False, "InvalidSpec", message, generation),
-        _condition(PROGRESSING, False, "InvalidSpec", "fix the spec to continue", generation),
-        _condition(DEGRADED, True, "InvalidSpec", message, generation),
+        _condition(READY, False, reason, message, generation),
+        _condition(PROGRESSING, False, reason, "fix the spec to continue", generation),
+        _condition(DEGRADED, True, reason, message, generation),
     ]
     status = dict(previous)
     status.update(
@@ -148,7 +152,7 @@ def compute_status(
     dep_conditions = {c.get("type"): c for c in dep_status.get("conditions") or []}
     deadline = dep_conditions.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded"
 
-    gpus = spec.resources.gpus
+    gpus = target.gpus
     capacity = observation.gpu_capacity
     largest = max(capacity) if capacity else 0
     unschedulable = _unschedulable_message(observation.pods)

@@ -197,6 +197,7 @@ def compile_deny_pattern(pattern: str) -> Any:
     options = re2.Options()
     options.case_sensitive = False
     options.log_errors = False
+    options.never_capture = True  # only spans are used; groups would cost a second pass
     return re2.compile(pattern, options)
 
 
@@ -260,10 +261,41 @@ class OutputGuardrails(Model):
     )
 
 
+class OverLimit(enum.StrEnum):
+    """What the gateway does with text past `limits.maxCheckedChars`."""
+
+    REFUSE = "refuse"
+    SAMPLE = "sample"
+
+
+class CheckLimits(Model):
+    """How much text the checks score per request, and what happens past it."""
+
+    max_checked_chars: int = pydantic.Field(
+        1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        description="Characters the checks score per request in each direction: all texts of "
+        "the prompt together, and all texts of the answer together. Past it, overLimit decides.",
+    )
+    over_limit: OverLimit = pydantic.Field(
+        OverLimit.REFUSE,
+        description="refuse: a prompt over the limit gets HTTP 400 and an answer over it an "
+        "error (an error event when streamed); sample: the checks score evenly spaced windows "
+        "adding up to maxCheckedChars (the first maxCheckedChars characters of a stream) and "
+        "the rest passes unchecked.",
+    )
+
+
 class APIKeys(Model):
     """Optional API keys with per-key rate limits."""
 
     enabled: bool = pydantic.Field(False, description="Require an API key on every request.")
+    protect_metrics: bool = pydantic.Field(
+        False,
+        description="Also require an API key on /metrics and /metrics/engine (off: they stay "
+        "open for Prometheus, and show counts, never text). /health and /ready stay open.",
+    )
     secret_name: str = pydantic.Field(
         "",
         description="Secret whose data maps key ids to SHA-256 hex digests of the keys "
@@ -362,6 +394,9 @@ class GuardrailPolicy(Model):
         default_factory=SemanticCache, description="Semantic response cache."
     )
     pricing: Pricing = pydantic.Field(default_factory=Pricing, description="Cost metric prices.")
+    limits: CheckLimits = pydantic.Field(
+        default_factory=CheckLimits, description="How much text the checks score per request."
+    )
     max_body_bytes: int = pydantic.Field(
         4 * 1024 * 1024, ge=1024, description="Largest request body accepted (HTTP 413 above)."
     )

@@ -354,7 +354,7 @@ def test_more_gpus_than_a_node_has_is_reported(operator: conftest.Operator, name
     doc = load(conftest.ROOT / "examples" / "minimal.yaml")
     doc["metadata"]["name"] = "too-big"
     doc["spec"]["resources"] = {"gpus": 12}
-    doc["spec"]["engine"] = {"tensorParallelSize": 4}
+    doc["spec"]["engine"] = {"tensorParallelSize": 4, "pipelineParallelSize": 3}
     create(plane, namespace, doc)
     obj = wait_reason(plane, namespace, "too-big", "InsufficientGPU")
     message = condition(obj, "Ready")["message"]

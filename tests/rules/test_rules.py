@@ -19,11 +19,19 @@ import yaml
 
 from llm_operator.builders import alerts, children, common
 from tests.rules import cases, promtool_files
-from tests.support import tools
+from tests.support import dashboard_queries, tools
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LEGACY = pathlib.Path(__file__).with_name("legacy.yaml")
 COVERED_VARIANTS = ("gateway", "engine")
+DASHBOARD_VALUES = {
+    "namespace": "prod",
+    "llmdeployment": "chat",
+    "job": "llm-operator",
+    "__rate_interval": "1m",
+    "__range": "1h",
+    "__interval": "15s",
+}
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +160,16 @@ def test_fixed_bugs_pass_today_and_fail_before_the_fix(
     else:
         assert result.returncode == 0, result.stdout + result.stderr
         assert all(results.values())
+
+
+def test_every_dashboard_query_parses(promtool: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """promtool parses each query (variables filled in) as a recording rule's expression."""
+    found = dashboard_queries.queries(DASHBOARD_VALUES)
+    assert len(found) > 50
+    rules = [{"record": f"dashboard:query_{i}", "expr": q.expr} for i, q in enumerate(found)]
+    path = promtool_files.write(
+        tmp_path / "dashboards.yaml", {"groups": [{"name": "dashboards", "rules": rules}]}
+    )
+    result = run(promtool, "check", "rules", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(found)} rules found" in result.stdout, result.stdout

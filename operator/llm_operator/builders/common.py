@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from llm_operator.api import v1alpha1
+from llm_operator.planning import memory
 
 LABEL_DEPLOYMENT = "llmoperator.io/deployment"
 FIELD_MANAGER = "llm-operator"
@@ -59,6 +60,17 @@ class Target:
     @property
     def gateway_enabled(self) -> bool:
         return self.spec.guardrails.enabled
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        """The spec's, or the smallest the memory planner finds to fit (docs/quantization.md)."""
+        return memory.parallelism(self.spec)[0]
+
+    @property
+    def gpus(self) -> int:
+        """GPUs each replica requests: tensor x pipeline parallel size."""
+        tensor, pipeline = memory.parallelism(self.spec)
+        return tensor * pipeline
 
 
 def selector_labels(target: Target) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llm_operator.api import v1alpha1
 from llm_operator.builders import common
 
 
@@ -81,9 +82,21 @@ def model_cache_claim(target: common.Target) -> dict[str, Any] | None:
     }
 
 
+def context_length(engine: v1alpha1.Engine) -> int | None:
+    """The engine's context length when the spec sets it (`maxModelLen`; extraArgs may not
+    carry --max-model-len); None when vLLM takes the model's own."""
+    return engine.max_model_len
+
+
 def policy_json(target: common.Target) -> str:
-    """The guardrail policy as the gateway reads it: the spec's document with defaults filled."""
+    """The guardrail policy as the gateway reads it: the spec's document with defaults filled.
+
+    `input.maxPromptTokens` defaults to the engine's context length when the spec
+    states it: a longer prompt could not run, and its checks would be work for nothing.
+    """
     document = target.spec.guardrails.model_dump(by_alias=True, mode="json")
+    if document["input"]["maxPromptTokens"] is None:
+        document["input"]["maxPromptTokens"] = context_length(target.spec.engine)
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 

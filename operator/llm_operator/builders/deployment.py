@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_operator.api import v1alpha1
 from llm_operator.builders import common
+from llm_operator.planning import gpus, quantization
 
 _HEALTH_SCRIPT = (
     "import sys, urllib.request; "
@@ -61,23 +61,19 @@ def engine_args(target: common.Target) -> list[str]:
         "--port",
         str(common.ENGINE_PORT),
         "--tensor-parallel-size",
-        str(engine.tensor_parallel_size),
+        str(target.tensor_parallel_size),
         "--gpu-memory-utilization",
         f"{engine.gpu_memory_utilization:g}",
     ]
-    pipeline = spec.resources.gpus // engine.tensor_parallel_size
-    if pipeline > 1:
-        args += ["--pipeline-parallel-size", str(pipeline)]
+    if engine.pipeline_parallel_size > 1:
+        args += ["--pipeline-parallel-size", str(engine.pipeline_parallel_size)]
     if engine.max_model_len is not None:
         args += ["--max-model-len", str(engine.max_model_len)]
     if engine.max_num_seqs is not None:
         args += ["--max-num-seqs", str(engine.max_num_seqs)]
-    if spec.quantization.method is not v1alpha1.QuantizationMethod.NONE:
-        args += ["--quantization", spec.quantization.method.value]
-    if spec.quantization.kv_cache_dtype is not v1alpha1.KVCacheDtype.AUTO:
-        args += ["--kv-cache-dtype", spec.quantization.kv_cache_dtype.value]
-    if engine.dtype is not v1alpha1.Dtype.AUTO:
-        args += ["--dtype", engine.dtype.value]
+    args += quantization.engine_flags(spec.quantization.method, spec.quantization.kv_cache_dtype)
+    if engine.dtype != "auto":
+        args += ["--dtype", engine.dtype]
     if engine.enable_prefix_caching is True:
         args.append("--enable-prefix-caching")
     elif engine.enable_prefix_caching is False:
@@ -159,7 +155,7 @@ def engine_container(target: common.Target) -> dict[str, Any]:
     """The vLLM container."""
     spec = target.spec
     res = spec.resources
-    gpu = {res.gpu_resource_name: str(res.gpus)}
+    gpu = {res.gpu_resource_name: str(target.gpus)}
     port_name = "engine" if target.gateway_enabled else "http"
     mounts: list[dict[str, Any]] = [
         {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 - a memory emptyDir
@@ -295,7 +291,9 @@ def pod_annotations(target: common.Target) -> dict[str, str]:
 def _node_selector(target: common.Target) -> dict[str, str]:
     selector = dict(target.spec.scheduling.node_selector)
     if target.spec.resources.gpu_type:
-        selector.setdefault("nvidia.com/gpu.product", target.spec.resources.gpu_type)
+        selector.setdefault(
+            "nvidia.com/gpu.product", gpus.node_label(target.spec.resources.gpu_type)
+        )
     return selector
 
 

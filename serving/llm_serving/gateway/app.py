@@ -37,6 +37,7 @@ from llm_serving import policy
 from llm_serving.gateway import (
     auth,
     cache,
+    checks,
     config,
     embed,
     errors,
@@ -48,6 +49,7 @@ from llm_serving.gateway import (
     texts,
     upstream,
     validate,
+    workers,
 )
 from llm_serving.guardrails import injection, pipeline, tokens
 
@@ -146,6 +148,10 @@ class Gateway:
         self.settings = settings
         self.metrics = registry or metrics.Metrics()
         self.upstream = upstream.Upstream(settings.upstream, settings.upstream_connections)
+        cpus = workers.pod_cpus() if settings.check_workers is None else settings.check_workers
+        self.workers = (
+            workers.Pool(cpus, settings.tokenizer, settings.check_timeout) if cpus > 0 else None
+        )
         self.tokens = tokens.TokenCounter.from_path(
             str(settings.tokenizer) if settings.tokenizer else None
         )
@@ -163,8 +169,8 @@ class Gateway:
             COMPLETIONS: {"POST": self.completions},
             EMBEDDINGS: {"POST": self.embeddings},
             MODELS: {"GET": self.models},
-            "/health": {"GET": self.health},
-            "/ready": {"GET": self.ready},
+            "/health": {"GET": self.health, "HEAD": self.health},
+            "/ready": {"GET": self.ready, "HEAD": self.ready},
             "/metrics": {"GET": self.own_metrics},
             "/metrics/engine": {"GET": self.engine_metrics},
         }
@@ -322,6 +328,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.upstream.close()
+        if self.workers is not None:
+            self.workers.close()
 
     # ------------------------------------------------------------------ routing
 
@@ -552,13 +560,20 @@ class Gateway:
             headers=errors.retry_after(2),
         )
 
+    def _protect_metrics(self, request: httpd.Request, ctx: RequestContext) -> None:
+        runtime = self.runtime
+        if runtime.policy.api_keys.protect_metrics:
+            self._authenticate(request, ctx, runtime)
+
     async def own_metrics(self, request: httpd.Request, ctx: RequestContext) -> httpd.Response:
-        """The gateway's metrics."""
+        """The gateway's metrics (behind the API keys with `apiKeys.protectMetrics`)."""
+        self._protect_metrics(request, ctx)
         body, content_type = self.metrics.render()
         return httpd.Response(200, body, {"Content-Type": content_type})
 
     async def engine_metrics(self, request: httpd.Request, ctx: RequestContext) -> httpd.Response:
-        """The engine's metrics, proxied."""
+        """The engine's metrics, proxied (behind the API keys like the gateway's)."""
+        self._protect_metrics(request, ctx)
         response = await self._send(request, ctx, "/metrics", None, self.runtime)
         try:
             body = await self._read_upstream(ctx, response)
@@ -608,24 +623,6 @@ class Gateway:
         """POST /v1/completions."""
         return await self._generate(request, ctx, chat=False)
 
-    def _check_total_length(
-        self, ctx: RequestContext, runtime: Runtime, slots: list[texts.Slot]
-    ) -> None:
-        """maxPromptTokens over all messages together (the guard checks each text alone)."""
-        limit = runtime.policy.input.max_prompt_tokens
-        if limit is None or len(slots) < 2:
-            return
-        over = self.tokens.exceeds("\n".join(slot.text for slot in slots), limit)
-        if over is None:
-            return
-        message = f"the messages have {over} tokens together; the limit is {limit}"
-        if not self.tokens.exact:
-            message += " (estimated)"
-        finding = pipeline.Finding(pipeline.PROMPT_LENGTH, policy.Action.BLOCK, 1.0, None, message)
-        self._record("input", (finding,))
-        ctx.blocked_by = finding.check
-        raise errors.guardrail_violation(finding)
-
     async def _check_input(
         self, ctx: RequestContext, runtime: Runtime, slots: list[texts.Slot]
     ) -> bool:
@@ -633,23 +630,21 @@ class Gateway:
         guard = runtime.input_guard
         if guard is None:
             return False
-        changed = False
+        plan = checks.plan_request(slots, runtime.policy.limits)
+        if plan.refused is not None:
+            self._verdict(ctx, "input", [plan.refused], plan.refused)
         started = time.perf_counter()
         try:
-            self._check_total_length(ctx, runtime, slots)
-            for slot in slots:
-                result = guard.check(slot.text)
-                if result.findings:
-                    self._record("input", result.findings)
-                blocked = result.blocked
-                if blocked is not None:
-                    ctx.blocked_by = blocked.check
-                    raise errors.guardrail_violation(blocked)
-                if result.text != slot.text:
-                    slot.replace(result.text)
-                    changed = True
+            scored = min(plan.chars, runtime.policy.limits.max_checked_chars)
+            if self.workers is not None and scored > self.settings.offload_chars:
+                self.metrics.offloaded_checks.labels("input").inc()
+                result = await self.workers.check_request(runtime.policy, plan.texts, plan.windows)
+            else:
+                result = guard.check_request(plan.texts, plan.windows)
         finally:
             self._input_seconds.observe(time.perf_counter() - started)
+        findings, blocked, changed = checks.apply_request(slots, plan, result)
+        self._verdict(ctx, "input", findings, blocked)
         if not runtime.policy.input.judge.enabled:
             return changed
         started = time.perf_counter()
@@ -695,7 +690,9 @@ class Gateway:
             raise errors.invalid_request(str(exc), param=exc.param) from None
         estimate = 0
         if runtime.limiter is not None and runtime.limiter.tokens_per_minute is not None:
-            estimate = sum(self.tokens.count(slot.text) for slot in slots)
+            # A pre-charge, corrected by the engine's usage: the estimate, never a tokenizer
+            # run over a long prompt on the event loop.
+            estimate = sum(tokens.estimate(slot.text) for slot in slots)
         self._rate_limit(runtime, key_id, estimate)
         if await self._check_input(ctx, runtime, slots):
             raw = b""  # redacted: the body must be serialised again
@@ -721,7 +718,7 @@ class Gateway:
             response.close()
         if response.status != 200:
             return self._passthrough(response, raw)
-        out, usage = self._check_output(ctx, runtime, raw, chat)
+        out, usage = await self._check_output(ctx, runtime, raw, chat)
         if usage is not None:
             self._count_tokens(ctx, runtime, usage)
             if key_id is not None and runtime.limiter is not None:
@@ -768,7 +765,7 @@ class Gateway:
         headers = {"Content-Type": _JSON, "X-Cache": f"hit_{kind}"}
         return httpd.Response(200, entry.response.body, headers), vector
 
-    def _check_output(
+    async def _check_output(
         self, ctx: RequestContext, runtime: Runtime, raw: bytes, chat: bool
     ) -> tuple[bytes, sse.Usage | None]:
         """Apply the output guardrails to each choice of a complete response."""
@@ -785,60 +782,36 @@ class Gateway:
                 int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0)
             )
         guard = runtime.output_guard
-        choices = data.get("choices")
-        if guard is None or not isinstance(choices, list):
+        if guard is None:
             return raw, usage
-        changed = False
         started = time.perf_counter()
         try:
-            for choice in choices:
-                if not isinstance(choice, dict):
-                    continue
-                for slot in texts.response_slots(choice, chat):
-                    result = guard.check(slot.text)
-                    self._apply(ctx, "output", result)
-                    if result.text != slot.text:
-                        slot.replace(result.text)
-                        changed = True
-                changed |= self._check_logprobs(guard, choice, chat)
+            limits = runtime.policy.limits
+            chars = min(checks.answer_chars(data, chat), limits.max_checked_chars)
+            if self.workers is not None and chars > self.settings.offload_chars:
+                self.metrics.offloaded_checks.labels("output").inc()
+                result, new = await self.workers.check_answer(runtime.policy, raw, chat)
+            else:
+                result = checks.check_answer(guard, data, chat, limits)
+                new = fastjson.dumps(data) if result.changed else None
         finally:
             self._output_seconds.observe(time.perf_counter() - started)
-        if not changed:
-            return raw, usage
-        return fastjson.dumps(data), usage
+        self._verdict(ctx, "output", result.findings, result.blocked)
+        return raw if new is None else new, usage
 
-    def _apply(self, ctx: RequestContext, stage: str, result: pipeline.TextResult) -> None:
-        """Record a check's findings; raise the 400 of the first that blocks."""
-        if result.findings:
-            self._record(stage, result.findings)
-        blocked = result.blocked
+    def _verdict(
+        self,
+        ctx: RequestContext,
+        stage: str,
+        findings: list[pipeline.Finding],
+        blocked: pipeline.Finding | None,
+    ) -> None:
+        """Record findings; raise the 400 of the block, if any."""
+        if findings:
+            self._record(stage, tuple(findings))
         if blocked is not None:
             ctx.blocked_by = blocked.check
             raise errors.guardrail_violation(blocked)
-
-    @staticmethod
-    def _check_logprobs(guard: pipeline.OutputGuard, choice: dict[str, Any], chat: bool) -> bool:
-        """Redact the tokens of a choice's logprobs like its text; True if any changed.
-
-        Their findings are the text's, already recorded; a block is the text's too.
-        """
-        tokens = texts.LogprobTokens(choice.get("logprobs"), chat)
-        if not tokens.entries:
-            return False
-        scanner = guard.tokens()
-        released = scanner.feed([entry.text for entry in tokens.entries])
-        final = scanner.finish()
-        for result in (released, final):
-            if result.blocked is not None:
-                raise errors.guardrail_violation(result.blocked)
-        changed = False
-        for position, text in released.released + final.released:
-            if text is not None:
-                tokens.redact(tokens.entries[position], text)
-                changed = True
-        if changed:
-            tokens.fix_offsets(0)
-        return changed
 
     @staticmethod
     def _dumps(body: dict[str, Any]) -> bytes:
@@ -876,7 +849,11 @@ class Gateway:
                 return self._passthrough(response, raw)
             out = request.stream(200, {**_SSE_HEADERS, "X-Request-Id": ctx.request_id})
             filter_ = sse.StreamFilter(
-                runtime.output_guard, chat, client_wants_usage, lambda f: self._record("output", f)
+                runtime.output_guard,
+                chat,
+                client_wants_usage,
+                lambda f: self._record("output", f),
+                runtime.policy.limits,
             )
             try:
                 await self._pump(ctx, response, out, filter_)

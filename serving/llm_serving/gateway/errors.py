@@ -158,6 +158,24 @@ def upstream_unavailable(seconds: float = 1.0) -> GatewayError:
     )
 
 
+def checks_busy() -> GatewayError:
+    """HTTP 503 when too many long texts wait for the check workers."""
+    return GatewayError(
+        503,
+        "The gateway is busy checking other long texts; retry shortly.",
+        "server_error",
+        "checks_busy",
+        headers=retry_after(1),
+    )
+
+
+def checks_failed(detail: str) -> GatewayError:
+    """HTTP 503 when the checks of a long text could not finish (fail closed)."""
+    return GatewayError(
+        503, f"The guardrail checks failed: {detail}.", "server_error", "checks_unavailable"
+    )
+
+
 def upstream_timeout() -> GatewayError:
     """HTTP 504 when the engine does not answer in time."""
     return GatewayError(

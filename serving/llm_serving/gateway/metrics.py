@@ -403,6 +403,15 @@ class Metrics:
             "Unix time of the last policy load that succeeded.",
             registry=r,
         )
+        self.offloaded_checks = Labelled(
+            prometheus_client.Counter(
+                "llm_gateway_guardrail_offloaded_checks",
+                "Checks of long texts run in the worker processes instead of the event loop, "
+                "by stage (input, output).",
+                ["stage"],
+                registry=r,
+            )
+        )
         self.api_keys_loaded = prometheus_client.Gauge(
             "llm_gateway_api_keys",
             "API keys currently loaded from the mounted Secret.",

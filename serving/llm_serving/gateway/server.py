@@ -65,6 +65,27 @@ def parser() -> argparse.ArgumentParser:
         help="size of the connection pool to the engine (default 512)",
     )
     p.add_argument(
+        "--check-workers",
+        type=int,
+        default=None,
+        help="processes that check long texts (default: one per CPU of the pod; 0: none, "
+        "every check runs on the event loop)",
+    )
+    p.add_argument(
+        "--offload-chars",
+        type=int,
+        default=config.Settings.offload_chars,
+        help="requests and answers with more characters of text than this are checked by the "
+        f"workers (default {config.Settings.offload_chars})",
+    )
+    p.add_argument(
+        "--check-timeout",
+        type=float,
+        default=config.Settings.check_timeout,
+        help="seconds a worker may spend on one request's checks before it is replaced and the "
+        f"request answered 503 (default {config.Settings.check_timeout:g})",
+    )
+    p.add_argument(
         "--event-loop",
         default="auto",
         choices=["auto", "uvloop", "asyncio"],
@@ -90,6 +111,9 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
         tokenizer=args.tokenizer,
         model_name=args.model_name,
         upstream_connections=args.upstream_connections,
+        check_workers=args.check_workers,
+        offload_chars=args.offload_chars,
+        check_timeout=args.check_timeout,
     )
 
 

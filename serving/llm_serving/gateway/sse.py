@@ -12,7 +12,9 @@ checked whole. The chosen tokens of a choice's logprobs go through a
 When a delta switches fields (reasoning, then content), the scanners of the other
 fields are flushed into it; when a choice finishes, all of its scanners are. A
 blocked choice ends the stream with an OpenAI-style `data: {"error": ...}` event
-and `[DONE]`.
+and `[DONE]`. Past the policy's `limits.maxCheckedChars` of text, a stream is ended
+the same way (overLimit refuse) or every scanner is flushed and the rest passes
+unchecked (sample: the stream's first characters are the sample).
 
 The gateway asks the engine for a usage report (`stream_options.include_usage`) to
 count tokens; when the client did not ask for one, the usage-only chunk is dropped
@@ -25,6 +27,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from llm_serving import policy
 from llm_serving.gateway import errors, fastjson, texts
 from llm_serving.guardrails import pipeline
 
@@ -182,6 +185,7 @@ class _Choice:
         self.scanners: dict[str | int, pipeline.StreamScanner] = {}
         self.logprobs: _Logprobs | None = None
         self.finished = False
+        self.unchecked = False  # past the limit in sample mode: flushed, then passed as is
 
 
 class StreamFilter:
@@ -193,8 +197,11 @@ class StreamFilter:
         chat: bool,
         forward_usage: bool,
         on_findings: FindingsSink,
+        limits: policy.CheckLimits | None = None,
     ) -> None:
         self._guard = guard
+        self._limits = limits or policy.CheckLimits()
+        self._scanned = 0  # characters of text fed to the scanners
         self._chat = chat
         self._forward_usage = forward_usage
         self._on_findings = on_findings
@@ -279,6 +286,12 @@ class StreamFilter:
         if self._guard is None:
             return True
         state = self._state(choice)
+        self._scanned += _chars(choice, self._chat)
+        if self._scanned > self._limits.max_checked_chars:
+            refused = pipeline.over_limit(self._scanned, self._limits, "answer")
+            if refused is not None:
+                raise _Blocked(refused)
+            return self._unchecked(state, choice)
         finishing = choice.get("finish_reason") is not None
         tails: dict[str | int, str] = {}
         emitted = False
@@ -327,6 +340,41 @@ class StreamFilter:
         if finishing:
             state.finished = True
         return emitted or finishing
+
+    def _unchecked(self, state: _Choice, choice: dict[str, Any]) -> bool:
+        """Past the limit in sample mode: flush what is held once, then pass as is."""
+        if state.unchecked:
+            return True
+        state.unchecked = True
+        tails = {field: self._scan(s.finish()) for field, s in state.scanners.items()}
+        state.scanners.clear()
+        if self._chat:
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                delta = choice["delta"] = {}
+            fresh = {k: v for k, v in delta.items() if k in texts.CHOICE_TEXTS or k == "tool_calls"}
+            for key in fresh:
+                del delta[key]
+            _put_tails(delta, tails)
+            for key, value in fresh.items():
+                if key == "tool_calls" and isinstance(value, list):
+                    delta.setdefault("tool_calls", []).extend(value)
+                elif isinstance(value, str):
+                    delta[key] = (delta.get(key) or "") + value
+        else:
+            given = choice.get("text")
+            choice["text"] = tails.get("text", "") + (given if isinstance(given, str) else "")
+        if state.logprobs is not None:
+            held = state.logprobs.finish()
+            state.logprobs = None
+            given_logprobs = choice.get("logprobs")
+            if isinstance(given_logprobs, dict) and held is not None:
+                choice["logprobs"] = {
+                    name: held.get(name, []) + list(given_logprobs.get(name) or []) for name in held
+                }
+            elif held is not None:
+                choice["logprobs"] = held
+        return True
 
     def _fields(self, delta: dict[str, Any]) -> dict[str | int, tuple[Any, Any, str]]:
         """The texts of a delta by scanner key; tool-call names are checked whole here."""
@@ -391,6 +439,23 @@ class StreamFilter:
         if self.done:
             return Output([], done=True)
         return self._finish()
+
+
+def _chars(choice: dict[str, Any], chat: bool) -> int:
+    """Characters of text in one streamed choice."""
+    if not chat:
+        text = choice.get("text")
+        return len(text) if isinstance(text, str) else 0
+    delta = choice.get("delta")
+    if not isinstance(delta, dict):
+        return 0
+    total = sum(len(delta[n]) for n in texts.CHOICE_TEXTS if isinstance(delta.get(n), str))
+    calls = delta.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        total += len(arguments) if isinstance(arguments, str) else 0
+    return total
 
 
 def _count(usage: dict[str, Any], name: str) -> int:

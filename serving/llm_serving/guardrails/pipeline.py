@@ -11,6 +11,13 @@ matched text, so they can go to clients, logs and metrics as they are.
 `InputGuard` remembers the results of long texts (bounded, least recently used out):
 chat clients send the system prompt and the history again with every turn.
 
+A request's texts are checked together by `InputGuard.check_request`: the prompt
+length over all of them, then each text, or each window of it that `sample_windows`
+chose when the texts are longer together than the policy's `limits.maxCheckedChars`
+and `overLimit` is sample (`over_limit` is the finding when it is refuse). The
+result depends on the texts and the policy only, so it is the same computed on the
+event loop or in a worker process.
+
 Streams are scanned by a `StreamScanner` per choice: it holds back the last
 ``streamHoldbackChars`` characters from the first digit in them on (all of them when
 deny patterns are set), any unfinished whitespace-free run, any entity that
@@ -38,7 +45,12 @@ TOXICITY = "toxicity"
 DENY_PATTERN = "deny_pattern"
 PROMPT_LENGTH = "prompt_length"
 JUDGE = "judge"
-CHECKS = (PROMPT_INJECTION, PII, TOXICITY, DENY_PATTERN, PROMPT_LENGTH, JUDGE)
+TEXT_LIMIT = "text_limit"
+CHECKS = (PROMPT_INJECTION, PII, TOXICITY, DENY_PATTERN, PROMPT_LENGTH, JUDGE, TEXT_LIMIT)
+#: A text at most this long is scored whole even when a request's texts are sampled.
+SAMPLE_WHOLE_CHARS = 256
+#: The widest window scored of a sampled text.
+SAMPLE_WINDOW_CHARS = 4096
 #: Input texts shorter than this are checked every time (they are cheap to check).
 MEMO_MIN_CHARS = 256
 #: At most this many input results are remembered per policy...
@@ -67,7 +79,8 @@ class Finding:
     """One check that fired."""
 
     check: str
-    """One of "prompt_injection", "pii", "toxicity", "deny_pattern", "prompt_length", "judge"."""
+    """One of `CHECKS`: "prompt_injection", "pii", "toxicity", "deny_pattern", "prompt_length",
+    "judge", "text_limit"."""
     action: policy.Action
     """What the policy says to do: block, redact or monitor."""
     score: float
@@ -210,6 +223,36 @@ class InputGuard:
             while len(memo) > MEMO_ENTRIES or self._memo_chars > MEMO_CHARS:
                 self._memo_chars -= _memo_size(*memo.popitem(last=False))
         return result
+
+    def check_request(self, texts: list[str], windows: Windows | None = None) -> RequestResult:
+        """The prompt length over all `texts`, then each text (or each of its `windows`).
+
+        Stops at the length finding when the prompt is too long.
+        """
+        length = self.over_length(texts)
+        if length is not None:
+            return RequestResult(length, [])
+        results = []
+        for index, text in enumerate(texts):
+            if windows is None:
+                results.append([self.check(text)])
+            else:
+                results.append([self.check(text[a:b]) for a, b in windows[index]])
+        return RequestResult(None, results)
+
+    def over_length(self, texts: list[str]) -> Finding | None:
+        """The `prompt_length` finding when `texts` together exceed `maxPromptTokens`."""
+        limit = self._config.max_prompt_tokens
+        if limit is None or not texts:
+            return None
+        over = self._tokens.exceeds(texts[0] if len(texts) == 1 else "\n".join(texts), limit)
+        if over is None:
+            return None
+        noun = "prompt has" if len(texts) == 1 else "messages have"
+        message = f"the {noun} {over} tokens together; the limit is {limit}"
+        if not self._tokens.exact:
+            message += " (estimated)"
+        return Finding(PROMPT_LENGTH, policy.Action.BLOCK, 1.0, None, message)
 
     def _check(self, text: str) -> TextResult:
         limit = self._config.max_prompt_tokens
@@ -452,6 +495,77 @@ class StreamScanner:
                     self._key_hold = True
                     break
         return boundary
+
+
+#: Per text, the ``(start, end)`` windows the checks score.
+Windows = list[list[tuple[int, int]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestResult:
+    """`InputGuard.check_request`: the length finding, or a result per window of each text."""
+
+    length: Finding | None
+    results: list[list[TextResult]]
+
+
+def over_limit(chars: int, limits: policy.CheckLimits, what: str) -> Finding | None:
+    """The `text_limit` finding when `chars` exceed `maxCheckedChars` and the policy refuses."""
+    if chars <= limits.max_checked_chars or limits.over_limit is not policy.OverLimit.REFUSE:
+        return None
+    return Finding(
+        TEXT_LIMIT,
+        policy.Action.BLOCK,
+        1.0,
+        None,
+        f"the {what} has {chars} characters of text; the checks score at most "
+        f"{limits.max_checked_chars} (limits.maxCheckedChars)",
+    )
+
+
+def sample_windows(lengths: list[int], budget: int) -> Windows | None:
+    """Windows of texts of `lengths` adding up to at most `budget` characters; None: all fit.
+
+    Texts of at most `SAMPLE_WHOLE_CHARS` are scored whole (when they fit together);
+    the rest of the budget is shared in proportion to what is left of each text, and a
+    text longer than its share gets evenly spaced windows of at most
+    `SAMPLE_WINDOW_CHARS`, the first at its start and the last at its end.
+    """
+    if sum(lengths) <= budget:
+        return None
+    floors = [min(n, SAMPLE_WHOLE_CHARS) for n in lengths]
+    if sum(floors) > budget:
+        floors = [0] * len(lengths)
+    rest = budget - sum(floors)
+    extra = sum(lengths) - sum(floors)
+    windows: Windows = []
+    for n, floor in zip(lengths, floors, strict=True):
+        share = floor + rest * (n - floor) // extra
+        if n <= share:
+            windows.append([(0, n)])
+            continue
+        width = min(SAMPLE_WINDOW_CHARS, share)
+        count = share // width if width else 0
+        if count <= 1:
+            windows.append([(0, width)] if width else [])
+            continue
+        step = (n - width) / (count - 1)
+        windows.append([(round(i * step), round(i * step) + width) for i in range(count)])
+    return windows
+
+
+def patch(text: str, windows: list[tuple[int, int]], results: list[TextResult]) -> str:
+    """`text` with each window replaced by its result's (redacted) text."""
+    if all(r.text == text[a:b] for (a, b), r in zip(windows, results, strict=True)):
+        return text
+    parts = []
+    cursor = 0
+    for (start, end), result in zip(windows, results, strict=True):
+        parts.append(text[cursor:start])
+        parts.append(result.text)
+        cursor = end
+    parts.append(text[cursor:])
+    return "".join(parts)
 
 
 def _shift(span: pii.Span, offset: int) -> pii.Span:

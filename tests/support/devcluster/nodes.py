@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
+from llm_operator.planning import gpus as gpu_catalog
 from tests.support.devcluster import model, probes
-
-#: GPU memory in MiB, as NVIDIA's GPU feature discovery labels it, for known products.
-_GPU_MEMORY_MIB: Final[dict[str, int]] = {
-    "NVIDIA-H100-80GB-HBM3": 81559,
-    "NVIDIA-A100-SXM4-80GB": 81920,
-    "NVIDIA-A100-SXM4-40GB": 40960,
-    "NVIDIA-L4": 23034,
-    "Tesla-T4": 15360,
-}
 
 
 def manifest(config: model.ClusterConfig, index: int) -> dict[str, Any]:
@@ -32,9 +24,10 @@ def manifest(config: model.ClusterConfig, index: int) -> dict[str, Any]:
         "nvidia.com/gpu.product": config.gpu_product,
         "nvidia.com/gpu.count": gpus,
     }
-    memory = _GPU_MEMORY_MIB.get(config.gpu_product)
-    if memory is not None:
-        labels["nvidia.com/gpu.memory"] = str(memory)
+    # GPU memory in MiB, as NVIDIA's GPU feature discovery labels it, for known products.
+    known = gpu_catalog.resolve(config.gpu_product)
+    if known is not None:
+        labels["nvidia.com/gpu.memory"] = str(known.memory_mib)
     capacity = {
         "cpu": config.node_cpu,
         "memory": config.node_memory,

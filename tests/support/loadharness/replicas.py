@@ -7,8 +7,8 @@ node, starts an `llm-serving sim` on a loopback port and an `llm-serving gateway
 front of it on another (as in a real Pod, where vLLM listens on 127.0.0.1 behind the
 sidecar; it takes requests once its /ready answers), with the LLMDeployment's own
 guardrail policy from its ConfigMap when it has one (every check off otherwise).
-Each Pod's gateway is registered with Prometheus as two targets, `component="gateway"` (/metrics) and `component="engine"`
-(/metrics/engine), labelled `namespace`, `pod` and `llmdeployment` as the
+Each Pod's gateway is registered with Prometheus as two targets,
+`component="gateway"` (/metrics) and `component="engine"` (/metrics/engine), labelled `namespace`, `pod` and `llmdeployment` as the
 PodMonitor's relabelling does. A Pod that goes away or stops being Ready loses its
 processes and its targets. `endpoints(namespace, name)` gives the gateway URLs the
 load generator spreads requests over.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kubernetes_validate
+import pydantic
 import pytest
 
 from llm_operator.api import v1alpha1
 from llm_operator.builders import autoscaling, children, common, core, deployment, signals
+from llm_serving import policy
 from tests.unit.operator import conftest
 
 KUBERNETES_VERSION = "1.34.0"
@@ -70,6 +73,7 @@ def test_engine_args_from_spec() -> None:
                 "maxModelLen": 8192,
                 "maxNumSeqs": 32,
                 "tensorParallelSize": 2,
+                "pipelineParallelSize": 2,
                 "enablePrefixCaching": False,
                 "extraArgs": ["--enforce-eager"],
             },
@@ -164,6 +168,32 @@ def test_guardrails_on_adds_sidecar_policy_and_loopback() -> None:
     assert cs["vllm"]["ports"][0]["name"] == "engine"
     assert cs["gateway"]["securityContext"]["readOnlyRootFilesystem"] is True
     assert objects["Service"]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+@pytest.mark.parametrize(
+    ("engine", "guardrails_input", "expected"),
+    [
+        ({"maxModelLen": 8192}, {}, 8192),
+        ({"maxModelLen": 2048, "extraArgs": ["--enforce-eager"]}, {}, 2048),
+        ({"maxModelLen": 8192}, {"maxPromptTokens": 6000}, 6000),
+        ({}, {}, None),
+    ],
+)
+def test_max_prompt_tokens_defaults_to_the_engine_context_length(
+    engine: dict[str, Any], guardrails_input: dict[str, Any], expected: int | None
+) -> None:
+    spec = {**BASE, "engine": engine, "guardrails": {"enabled": True, "input": guardrails_input}}
+    document = json.loads(core.policy_json(target(spec)))
+    assert document["input"]["maxPromptTokens"] == expected
+    assert policy.GuardrailPolicy.model_validate(document).input.max_prompt_tokens == expected
+
+
+def test_context_length_is_stated_only_by_max_model_len() -> None:
+    # extraArgs may not carry --max-model-len (engine.maxModelLen owns it, in every spelling),
+    # so the typed field is the one place a spec states the engine's context length.
+    for args in (["--max-model-len=4096"], ["--enforce-eager", "--max-model-len", "2048"]):
+        with pytest.raises(pydantic.ValidationError, match=r"spec\.engine\.maxModelLen owns"):
+            v1alpha1.parse_spec({**BASE, "engine": {"extraArgs": args}})
 
 
 def test_guardrails_off_has_no_sidecar_or_configmap() -> None:

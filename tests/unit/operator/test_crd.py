@@ -96,7 +96,8 @@ def test_cel_rules_present_for_cross_field_checks() -> None:
     text = json.dumps(crd.definition())
     for fragment in (
         "self.minReplicas <= self.maxReplicas",
-        "self.resources.gpus % self.engine.tensorParallelSize == 0",
+        "self.resources.gpus == self.engine.tensorParallelSize * self.engine.pipelineParallelSize",
+        "self.resources.gpus % self.engine.pipelineParallelSize == 0",
         "self.action != 'redact'",
         "size(self.apiKeys.secretName) > 0",
     ):

@@ -79,8 +79,19 @@ def test_fleet_renders_per_object_series_and_counts_by_phase() -> None:
     fleet = metrics.Fleet(PRICES, clock=lambda: 0.0)
     snap = metrics.snapshot(STATUS, [pod("Running")], "nvidia.com/gpu", "NVIDIA-L4")
     fleet.observe("ns1", "a", snap)
-    fleet.observe("ns1", "b", snap)
+    scaled = metrics.snapshot(
+        STATUS, [pod("Running")], "nvidia.com/gpu", "NVIDIA-L4", ("keda", 1, 4, 2.5)
+    )
+    fleet.observe("ns1", "b", scaled)
     got = samples(fleet)
+    b = {"namespace": "ns1", "llmdeployment": "b", "provider": "keda"}
+    assert got[("llm_operator_llmdeployment_autoscaling_max_replicas", labels(**b))] == 4
+    assert got[("llm_operator_llmdeployment_autoscaling_target_queue_depth", labels(**b))] == 2.5
+    assert not any(
+        name.startswith("llm_operator_llmdeployment_autoscaling")
+        and dict(key).get("llmdeployment") == "a"
+        for name, key in got
+    )
     obj = {"namespace": "ns1", "llmdeployment": "a"}
     assert got[("llm_operator_llmdeployments", labels(namespace="ns1", phase="Progressing"))] == 2
     assert got[("llm_operator_llmdeployment_phase", labels(**obj, phase="Progressing"))] == 1

@@ -32,7 +32,8 @@ def test_defaults_are_applied() -> None:
     spec = v1alpha1.parse_spec({"model": {"uri": "hf://org/model"}})
     assert spec.replicas == 1
     assert spec.resources.gpus == 1
-    assert spec.engine.tensor_parallel_size == 1
+    assert spec.engine.tensor_parallel_size is None
+    assert spec.engine.pipeline_parallel_size == 1
     assert spec.engine.gpu_memory_utilization == 0.9
     assert spec.guardrails.enabled is False
     assert spec.guardrails.input.pii.action is policy.Action.REDACT

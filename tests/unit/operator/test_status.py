@@ -80,7 +80,11 @@ def test_stuck_rollout_is_degraded() -> None:
 
 
 def test_more_gpus_than_any_node_names_the_shortfall() -> None:
-    spec = {**BASE, "resources": {"gpus": 12}, "engine": {"tensorParallelSize": 4}}
+    spec = {
+        **BASE,
+        "resources": {"gpus": 12},
+        "engine": {"tensorParallelSize": 4, "pipelineParallelSize": 3},
+    }
     status = _status(spec, _deployment(0, 0, 2), capacity=[8, 8])
     ready = _cond(status, "Ready")
     assert ready["reason"] == "InsufficientGPU"

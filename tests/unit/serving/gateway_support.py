@@ -280,10 +280,12 @@ async def start_gateway(
     api_keys: dict[str, str] | None = None,
     poll_interval: float = 0.05,
     policy_file: pathlib.Path | None = None,
+    **settings: Any,
 ) -> Running:
     """Run the gateway on 127.0.0.1 in front of `upstream_url`.
 
-    `policy` is written to a policy file; `policy_file` uses an existing one instead.
+    `policy` is written to a policy file; `policy_file` uses an existing one instead;
+    `settings` are further `config.Settings` fields.
     """
     if policy is not None:
         policy_file = tmp_path / "policy.json"
@@ -302,6 +304,7 @@ async def start_gateway(
         api_keys_dir=keys_dir,
         model_name="test-model",
         poll_interval=poll_interval,
+        **settings,
     )
     return Running(await app.Service.start(settings))
 
@@ -312,12 +315,16 @@ async def stack(
     policy: dict[str, Any] | None = None,
     api_keys: dict[str, str] | None = None,
     engine: ScriptedEngine | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Stack]:
-    """Start engine, gateway and a client; yields a Stack and tears everything down."""
+    """Start engine, gateway and a client; yields a Stack and tears everything down.
+
+    `settings` are further `config.Settings` fields of the gateway.
+    """
     engine = engine or ScriptedEngine()
     engine_server = await start_engine(engine)
     upstream_url = str(engine_server.make_url("")).rstrip("/")
-    gateway = await start_gateway(upstream_url, tmp_path, policy, api_keys)
+    gateway = await start_gateway(upstream_url, tmp_path, policy, api_keys, **settings)
     client = aiohttp.ClientSession()
     try:
         yield Stack(engine, engine_server, gateway, client)

@@ -209,8 +209,10 @@ def attacks(pattern: re.Pattern[str], length: int) -> dict[str, str]:
             short = prefix + pump * 40 + breaker
             found[f"({prefix!r}+{pump!r}*40+{breaker!r})*n"] = short * max(1, length // len(short))
     unique: dict[str, str] = {}
+    seen: set[str] = set()
     for label, text in found.items():
-        if text not in unique.values():
+        if text not in seen:
+            seen.add(text)
             unique[label] = text
     return unique
 
@@ -244,14 +246,11 @@ def nested_unbounded(pattern: re.Pattern[str]) -> list[str]:
 
 
 def seconds(run: Callable[[], object], loops: int) -> float:
-    """Best of three timings of `loops` calls of `run`."""
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(loops):
-            run()
-        best = min(best, time.perf_counter() - start)
-    return best
+    """One timing of `loops` calls of `run`."""
+    start = time.perf_counter()
+    for _ in range(loops):
+        run()
+    return time.perf_counter() - start
 
 
 def calibrate(run: Callable[[], object], target: float = 0.002) -> int:
@@ -262,23 +261,31 @@ def calibrate(run: Callable[[], object], target: float = 0.002) -> int:
     return max(1, min(1000, int(target / max(once, 1e-7))))
 
 
-def growth(make: Callable[[int], Callable[[], object]], size: int, factor: int = 4) -> float:
-    """time(factor * size) / time(size) for the runs `make` builds, timed the same number of
-    times each, in this process and this moment (a ratio, never an absolute time)."""
+FACTOR = 8
+"""Inputs grow this many times between the two timings: linear time grows 8 times,
+quadratic 64 times, so a limit of 32 leaves linear code a factor of 4 for noise."""
+
+
+def growth(make: Maker, size: int, factor: int = FACTOR, rounds: int = 5) -> float:
+    """time(factor * size) / time(size) for the runs `make` builds: each timed the same
+    number of calls, alternately, best of `rounds`, in this process and this moment (a
+    ratio, never an absolute time)."""
     small = make(size)
     large = make(size * factor)
     loops = calibrate(small)
-    return seconds(large, loops) / max(seconds(small, loops), 1e-9)
+    best_small = best_large = float("inf")
+    for _ in range(rounds):
+        best_small = min(best_small, seconds(small, loops))
+        best_large = min(best_large, seconds(large, loops))
+    return best_large / max(best_small, 1e-9)
 
 
-def superlinear(
-    make: Callable[[int], Callable[[], object]], size: int, limit: float, factor: int = 4
-) -> float | None:
-    """The growth ratio when time grows faster than `limit` times per `factor` times the
-    input, measured twice (at `size` and at three times it) so that one noisy timing on a
-    shared machine is not taken for it; None when it does not."""
+def superlinear(make: Maker, size: int, limit: float, factor: int = FACTOR) -> float | None:
+    """The growth ratio when time grows more than `limit` times per `factor` times the
+    input, measured twice (at `size` and at twice it) so that one noisy timing on a shared
+    machine is not taken for it; None when it does not."""
     first = growth(make, size, factor)
     if first <= limit:
         return None
-    second = growth(make, 3 * size, factor)
+    second = growth(make, 2 * size, factor)
     return None if second <= limit else max(first, second)

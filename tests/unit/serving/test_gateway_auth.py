@@ -156,3 +156,24 @@ async def test_keys_are_reloaded(tmp_path: pathlib.Path) -> None:
             url, json=CHAT, headers={"Authorization": "Bearer sk-b"}
         ) as response:
             assert response.status == 200
+
+
+async def test_metrics_are_open_unless_protected(tmp_path: pathlib.Path) -> None:
+    """/metrics needs no key by default (a documented choice); protectMetrics puts it behind."""
+    keys = {"prometheus": "sk-scrape"}
+    async with support.stack(tmp_path, policy=_keys_policy(), api_keys=keys) as stack:
+        for path in ("/metrics", "/metrics/engine"):
+            async with stack.client.get(f"{stack.url}{path}") as response:
+                assert response.status == 200
+    policy = _keys_policy(protectMetrics=True)
+    async with support.stack(tmp_path, policy=policy, api_keys=keys) as stack:
+        for path in ("/metrics", "/metrics/engine"):
+            async with stack.client.get(f"{stack.url}{path}") as response:
+                assert response.status == 401
+            async with stack.client.get(
+                f"{stack.url}{path}", headers={"Authorization": "Bearer sk-scrape"}
+            ) as response:
+                assert response.status == 200
+        for path in ("/health", "/ready"):
+            async with stack.client.get(f"{stack.url}{path}") as response:
+                assert response.status == 200  # probes stay open

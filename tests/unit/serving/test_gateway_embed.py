@@ -68,3 +68,14 @@ def test_embeddings_url() -> None:
     assert embed.embeddings_url("http://e") == "http://e/v1/embeddings"
     assert embed.embeddings_url("http://e/v1/") == "http://e/v1/embeddings"
     assert embed.embeddings_url("http://e/v1/embeddings") == "http://e/v1/embeddings"
+
+
+def test_a_long_text_is_not_tokenized(model: embed.MiniLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the window's characters a text gets no embedding, without a tokenizer run."""
+    calls: list[str] = []
+    original = model.token_ids
+    monkeypatch.setattr(model, "token_ids", lambda text: calls.append(text) or original(text))
+    assert model.encode("word " * 4000) is None
+    assert calls == []
+    assert model.encode("a short question") is not None
+    assert calls == ["a short question"]

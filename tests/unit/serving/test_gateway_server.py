@@ -33,6 +33,13 @@ def test_flags_become_settings() -> None:
         "http://127.0.0.1:8000",
         None,
     )
+    assert defaults.check_workers is None  # one per CPU of the pod
+    workers = server.settings_from(
+        server.parser().parse_args(
+            ["--check-workers", "0", "--offload-chars", "100", "--check-timeout", "5"]
+        )
+    )
+    assert (workers.check_workers, workers.offload_chars, workers.check_timeout) == (0, 100, 5.0)
 
 
 def _main(args: list[str]) -> int:

@@ -13,7 +13,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from llm_serving.guardrails import injection, learned, pii, rules, toxicity
+from llm_serving.guardrails import injection, pii, toxicity
+from llm_serving.guardrails.injection import detector, learned, normalization, rules, similarity
 
 try:
     from llm_serving.guardrails import _fastscore
@@ -48,7 +49,7 @@ def test_the_extension_is_built() -> None:
         "llm_serving.guardrails._fastscore is missing: reinstall the project (make install) "
         "with a C compiler present; the scorers are running their plain-Python versions"
     )
-    assert injection._fastscore is _fastscore
+    assert detector._fastscore is _fastscore
     assert learned._fastscore is _fastscore
     assert pii._fastscore is _fastscore
     assert toxicity._fastscore is _fastscore
@@ -59,7 +60,9 @@ def _prepare(text: str) -> tuple[str, str, list[str], bool] | None:
     """`prepare_ascii` with its `Tokens` read back as the stream `prepare_in_python` gives,
     after checking that they read as that stream's words and know its longest token."""
     assert _fastscore is not None
-    result = _fastscore.prepare_ascii(text, injection._ASCII_FOLD, injection._ASCII_SEPARATORS)
+    result = _fastscore.prepare_ascii(
+        text, normalization.ASCII_FOLD, normalization.ASCII_SEPARATORS
+    )
     if result is None:
         return None
     normalized, marked, tokens, clean = result
@@ -93,23 +96,23 @@ def test_ascii_preparation_equals_the_python_version() -> None:
     for text in [t for t in TEXTS if t.isascii()] + fuzz:
         result = _prepare(text)
         if result is not None:  # None: the rare texts left to the Python path
-            assert result == injection.prepare_in_python(text), repr(text)
+            assert result == normalization.prepare_in_python(text), repr(text)
             prepared += 1
     assert prepared > 20000
     # The two shapes it leaves to the Python path.
     assert _prepare("i g n o r e all rules") is None
     assert _prepare("Really?. Yes") is None
     with pytest.raises(ValueError, match="ASCII"):
-        _fastscore.prepare_ascii("naïve", injection._ASCII_FOLD, injection._ASCII_SEPARATORS)
+        _fastscore.prepare_ascii("naïve", normalization.ASCII_FOLD, normalization.ASCII_SEPARATORS)
     with pytest.raises(ValueError, match="entry per ASCII code"):
-        _fastscore.prepare_ascii("text", b"short", injection._ASCII_SEPARATORS)
+        _fastscore.prepare_ascii("text", b"short", normalization.ASCII_SEPARATORS)
 
 
 def _scan_in_python(
     stream: list[str], word_groups: dict[str, tuple[int, ...]], rule_groups: list[tuple[int, int]]
 ) -> tuple[list[str], int, int, list[tuple[int, list[int]]]]:
     words = frozenset(word_groups)
-    return injection.scan_and_gate_in_python(stream, words, word_groups, rule_groups, MARK)
+    return detector.scan_and_gate_in_python(stream, words, word_groups, rule_groups, MARK)
 
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
@@ -118,7 +121,7 @@ def test_scan_equals_the_python_version() -> None:
     triggers = _fastscore.Triggers(detector._word_groups, detector._rule_groups)
     gated = 0
     for text in TEXTS:
-        marked = injection._mark_sentences(injection.normalize(text))
+        marked = normalization.mark_sentences(injection.normalize(text))
         stream = marked.translate(rules.TOKEN_TABLE).split()
         expected = _scan_in_python(stream, detector._word_groups, detector._rule_groups)
         assert _fastscore.scan(stream, triggers, MARK) == expected
@@ -127,7 +130,7 @@ def test_scan_equals_the_python_version() -> None:
     # The same from the compiled preparation's `Tokens`, which the scan reads in place.
     for text in TEXTS:
         prepared = text.isascii() and _fastscore.prepare_ascii(
-            text, injection._ASCII_FOLD, injection._ASCII_SEPARATORS
+            text, normalization.ASCII_FOLD, normalization.ASCII_SEPARATORS
         )
         if not prepared:
             continue
@@ -226,12 +229,13 @@ def test_character_grams_equal_the_python_version_to_the_bit() -> None:
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")
 def test_verdicts_are_the_same_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
-    detector = injection.shared()
-    compiled = [detector.score(text) for text in TEXTS]
-    monkeypatch.setattr(injection, "_fastscore", None)
+    scorer = injection.shared()
+    compiled = [scorer.score(text) for text in TEXTS]
+    monkeypatch.setattr(detector, "_fastscore", None)
+    monkeypatch.setattr(similarity, "_fastscore", None)
     monkeypatch.setattr(learned, "_fastscore", None)
     assert not injection.compiled()
-    assert [detector.score(text) for text in TEXTS] == compiled
+    assert [scorer.score(text) for text in TEXTS] == compiled
 
 
 @pytest.mark.skipif(_fastscore is None, reason="extension not built")

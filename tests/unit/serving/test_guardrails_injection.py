@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from llm_serving.guardrails import injection, rules
+from llm_serving.guardrails import injection
+from llm_serving.guardrails.injection import normalization, rules, similarity
 
 THRESHOLD = 0.5
 
@@ -170,10 +171,10 @@ def _reference_best(
     total = len(tokens)
     windows = (
         [range(total)]
-        if total <= injection.WINDOW
+        if total <= similarity.WINDOW
         else [
-            range(start, min(total, start + injection.WINDOW))
-            for start in range(0, total - injection.STRIDE, injection.STRIDE)
+            range(start, min(total, start + similarity.WINDOW))
+            for start in range(0, total - similarity.STRIDE, similarity.STRIDE)
         ]
     )
     best = 0.0
@@ -249,7 +250,7 @@ def test_common_words_apart_do_not_run_a_rule(detector: injection.Detector) -> N
         "We have never met. Do bring a water bottle. The session is at ten. "
         "Please end early. The document is on the shared drive."
     )
-    _, _, stream, _ = injection.prepare_in_python(text)
+    _, _, stream, _ = normalization.prepare_in_python(text)
     _, _, _, met = detector._scan(stream)
     names = {rules.RULES[number].name: wheres for number, wheres in met}
     assert "end_of_input" in names  # its groups both occur in the prompt ...

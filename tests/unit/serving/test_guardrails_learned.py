@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from llm_serving.guardrails import injection, learned
+from llm_serving.guardrails import injection
+from llm_serving.guardrails.injection import learned
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 DATA = ROOT / "serving" / "llm_serving" / "data"

@@ -5,11 +5,11 @@ A 3.9 MB prompt of letters without spaces once held the gateway for eight minute
 run of word characters). Hypothesis draws a short piece of text in one script (CJK,
 kana, Thai, Arabic, emoji, letters with combining marks, base64-like tokens, Latin
 letters mixed with Cyrillic look-alikes, digits with separators, or a mix) and
-repeats it to `SIZE` and to four times `SIZE` characters; each check (prompt
+repeats it to `SIZE` and to eight times `SIZE` characters; each check (prompt
 injection, PII, toxicity, deny patterns, token counting) must take at most `LIMIT`
-times longer on the long text than on the short one. Linear time gives 4, quadratic
-16; both are timed in the same run, the same number of times, best of three, and a
-ratio past the limit is measured again at three times the size before it fails, so a
+times longer on the long text than on the short one. Linear time gives 8, quadratic
+64; both are timed in the same run, the same number of times, alternately, best of
+five, and a ratio past the limit is measured again at twice the size before it fails, so a
 busy neighbour on a shared core is not taken for a quadratic check. The examples are
 derandomised so CI runs the same ones every time.
 """
@@ -30,8 +30,8 @@ from llm_serving import policy
 from llm_serving.guardrails import injection, patterns, pii, tokens, toxicity
 from tests.unit.serving import regex_support
 
-LIMIT = 10.0
-SIZE = 3000
+LIMIT = 32.0
+SIZE = 2000
 
 
 def _chars(*ranges: tuple[int, int]) -> st.SearchStrategy[str]:
@@ -75,7 +75,7 @@ def _assert_linear(check: Callable[[str], object], piece: str, size: int = SIZE)
         return lambda: check(text)
 
     ratio = regex_support.superlinear(make, size, LIMIT)
-    assert ratio is None, f"time grew x{ratio:.1f} for 4x the text, piece {piece!r}"
+    assert ratio is None, f"time grew x{ratio:.1f} for 8x the text, piece {piece!r}"
 
 
 _SETTINGS = hypothesis.settings(
@@ -121,25 +121,25 @@ def test_injection_detector_is_linear(piece: str) -> None:
 @hypothesis.given(pieces())
 @_SETTINGS
 def test_normalisation_is_linear(piece: str) -> None:
-    _assert_linear(injection.normalize, piece, 20_000)
+    _assert_linear(injection.normalize, piece, 5_000)
 
 
 @hypothesis.given(pieces())
 @_SETTINGS
 def test_pii_is_linear(piece: str) -> None:
-    _assert_linear(_pii().find, piece, 10_000)
+    _assert_linear(_pii().find, piece, 5_000)
 
 
 @hypothesis.given(pieces())
 @_SETTINGS
 def test_toxicity_is_linear(piece: str) -> None:
-    _assert_linear(toxicity.shared().score, piece, 10_000)
+    _assert_linear(toxicity.shared().score, piece, 5_000)
 
 
 @hypothesis.given(pieces())
 @_SETTINGS
 def test_deny_patterns_are_linear(piece: str) -> None:
-    _assert_linear(_deny().find, piece, 10_000)
+    _assert_linear(_deny().find, piece, 5_000)
 
 
 @hypothesis.given(pieces())
@@ -149,7 +149,7 @@ def test_token_counting_is_linear(piece: str) -> None:
     _assert_linear(_counter().count, piece, 2_000)
 
 
-@pytest.mark.parametrize("size", [10_000])
+@pytest.mark.parametrize("size", [5_000])
 def test_long_cjk_normalises_in_linear_time(size: int) -> None:
     """The prompt of the incident: a long run of CJK characters (2.4 s at 10k before)."""
     _assert_linear(injection.normalize, "漢字かな交じり文", size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -375,3 +376,29 @@ def test_token_scanner_blocks_and_releases_nothing_after() -> None:
     assert not second.released
     assert not first.released  # deny patterns hold the whole window back
     assert not scanner.finish().released
+
+
+@pytest.mark.parametrize(
+    ("lengths", "budget"),
+    [
+        ([100_000], 8192),
+        ([10, 200, 3_000_000, 50_000], 1_048_576),
+        ([300] * 100, 4096),
+        ([5000], 1024),
+    ],
+)
+def test_sample_windows_stay_within_the_budget(lengths: list[int], budget: int) -> None:
+    windows = pipeline.sample_windows(lengths, budget)
+    assert windows is not None
+    assert sum(b - a for spans in windows for a, b in spans) <= budget
+    for n, spans in zip(lengths, windows, strict=True):
+        assert all(0 <= a < b <= n for a, b in spans)
+        assert all(prev[1] <= nxt[0] for prev, nxt in itertools.pairwise(spans))
+        if len(spans) > 1:
+            assert spans[0][0] == 0
+            assert spans[-1][1] == n
+    if sum(min(n, pipeline.SAMPLE_WHOLE_CHARS) for n in lengths) <= budget:
+        for n, spans in zip(lengths, windows, strict=True):
+            if n <= pipeline.SAMPLE_WHOLE_CHARS:
+                assert spans == [(0, n)]
+    assert pipeline.sample_windows([10, 20], 1024) is None

@@ -34,13 +34,10 @@ IntOrPercent = common.IntOrPercent
 FreeForm = common.FreeForm
 
 SecretKeyRef = model.SecretKeyRef
+Architecture = model.Architecture
 ModelSource = model.ModelSource
-QuantizationMethod = model.QuantizationMethod
-KVCacheDtype = model.KVCacheDtype
 Quantization = model.Quantization
 
-RESERVED_ENGINE_FLAGS = engine.RESERVED_ENGINE_FLAGS
-Dtype = engine.Dtype
 EnvVar = engine.EnvVar
 Engine = engine.Engine
 

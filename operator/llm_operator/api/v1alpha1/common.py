@@ -7,10 +7,12 @@ objects) with the JSON Schema the CRD generator turns into their OpenAPI form.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Annotated, Any
 
 import pydantic
+from pydantic_core import core_schema
 
 from llm_serving import policy
 
@@ -75,3 +77,29 @@ FreeForm = Annotated[
     dict[str, Any],
     pydantic.WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """Annotation of a string field limited to `names`: the check and the CRD's enum.
+
+    The names come from data (vLLM's catalog), so they are not a Python enum.
+    """
+
+    names: tuple[str, ...]
+    what: str
+
+    def _check(self, value: str) -> str:
+        if value not in self.names:
+            raise ValueError(f"{value!r} is not {self.what}; one of: {', '.join(self.names)}")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: pydantic.GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: pydantic.GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.names)}

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated
 
 import pydantic
 
 from llm_operator.api.v1alpha1 import common
+from llm_operator.planning import engine_args, quantization, vllm_flags
+from llm_serving import policy
 
-# vLLM flags the operator sets itself; `engine.extraArgs` may not repeat them.
-RESERVED_ENGINE_FLAGS = (
-    "--host",
-    "--port",
-    "--model",
-    "--served-model-name",
-    "--tensor-parallel-size",
-    "--quantization",
-    "--kv-cache-dtype",
-    "--trust-remote-code",
-)
+_VLLM = vllm_flags.catalog().vllm_version
 
-
-class Dtype(enum.StrEnum):
-    """Activation and weight data type (`--dtype`)."""
-
-    AUTO = "auto"
-    HALF = "half"
-    FLOAT16 = "float16"
-    BFLOAT16 = "bfloat16"
-    FLOAT32 = "float32"
+DtypeName = Annotated[
+    str, common.OneOf(tuple(quantization.dtype_names()), f"a --dtype of vLLM {_VLLM}")
+]
 
 
 class EnvVar(common.Model):
@@ -46,21 +31,7 @@ class Engine(common.Model):
     """vLLM engine settings."""
 
     model_config = pydantic.ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.extraArgs) || self.extraArgs.all(a, "
-                    + " && ".join(
-                        f"a != '{flag}' && !a.startsWith('{flag}=')"
-                        for flag in RESERVED_ENGINE_FLAGS
-                    )
-                    + ")",
-                    "message": "extraArgs must not set flags the operator owns: "
-                    + ", ".join(RESERVED_ENGINE_FLAGS),
-                    "fieldPath": ".extraArgs",
-                }
-            ]
-        }
+        json_schema_extra={"x-kubernetes-validations": [engine_args.cel_rule()]}
     )
 
     image: str = pydantic.Field(
@@ -85,19 +56,35 @@ class Engine(common.Model):
     max_num_seqs: int | None = pydantic.Field(
         None, ge=1, description="Sequences batched at once (--max-num-seqs)."
     )
-    tensor_parallel_size: int = pydantic.Field(
+    tensor_parallel_size: int | None = pydantic.Field(
+        None,
+        ge=1,
+        le=64,
+        description="GPUs each layer is sharded over (--tensor-parallel-size). Set, "
+        "resources.gpus must equal tensorParallelSize x pipelineParallelSize. Unset, the "
+        "planner picks the smallest size whose plan fits within resources.gpus (see "
+        "docs/quantization.md), or uses all of resources.gpus when it cannot plan.",
+    )
+    pipeline_parallel_size: int = pydantic.Field(
         1,
         ge=1,
         le=64,
-        description="GPUs one model copy is sharded over (--tensor-parallel-size); must "
-        "divide resources.gpus.",
+        description="Stages the layers are split into (--pipeline-parallel-size), each on "
+        "tensorParallelSize GPUs of the same Pod.",
     )
     enable_prefix_caching: bool | None = pydantic.Field(
         None, description="Reuse KV cache across shared prompt prefixes; unset keeps vLLM's."
     )
-    dtype: Dtype = pydantic.Field(Dtype.AUTO, description="Model data type (--dtype).")
+    dtype: DtypeName = pydantic.Field(
+        "auto", description="Model data type (--dtype); auto follows the checkpoint."
+    )
     extra_args: list[Annotated[str, pydantic.Field(max_length=1024)]] = pydantic.Field(
-        default_factory=list, max_length=128, description="More vLLM flags, passed as they are."
+        default_factory=list,
+        max_length=128,
+        description="More vLLM flags, passed as they are after being checked against vLLM's "
+        "own parser (every spelling of a flag, its values and choices; see "
+        "docs/quantization.md): flags that typed fields own, or that would break the Pod, are "
+        "refused.",
     )
     env: list[EnvVar] = pydantic.Field(
         default_factory=list,
@@ -105,14 +92,9 @@ class Engine(common.Model):
         description="Environment variables for the vLLM container.",
     )
 
-    @pydantic.field_validator("extra_args")
-    @classmethod
-    def _no_reserved_flags(cls, args: list[str]) -> list[str]:
-        for arg in args:
-            for flag in RESERVED_ENGINE_FLAGS:
-                if arg == flag or arg.startswith(flag + "="):
-                    raise ValueError(
-                        "extraArgs must not set flags the operator owns: "
-                        + ", ".join(RESERVED_ENGINE_FLAGS)
-                    )
-        return args
+    @pydantic.model_validator(mode="after")
+    def _extra_args(self) -> Engine:
+        problems = engine_args.check(self.extra_args, self.image).problems
+        if problems:
+            raise policy.FieldError("extraArgs", "; ".join(problems))
+        return self

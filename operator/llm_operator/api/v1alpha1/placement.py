@@ -5,17 +5,28 @@ from __future__ import annotations
 import pydantic
 
 from llm_operator.api.v1alpha1 import common
+from llm_operator.planning import gpus
 
 
 class Resources(common.Model):
     """Compute for each replica."""
 
-    gpus: int = pydantic.Field(1, ge=1, le=64, description="GPUs per replica (nvidia.com/gpu).")
+    gpus: int = pydantic.Field(
+        1,
+        ge=1,
+        le=64,
+        description="GPUs per replica (nvidia.com/gpu). With engine.tensorParallelSize unset, "
+        "the most a replica may use: the Pod requests tensorParallelSize x "
+        "pipelineParallelSize of them.",
+    )
     gpu_type: str | None = pydantic.Field(
         None,
-        description="GPU product to require, matched against the node label "
-        "nvidia.com/gpu.product (e.g. NVIDIA-H100-80GB-HBM3).",
+        description="GPU product to require: a short name of the GPU catalog (T4, L4, A10G, "
+        "L40S, A100-40GB, A100-80GB, H100-80GB, H200, B200, ...) or an nvidia.com/gpu.product "
+        "value (NVIDIA-H100-80GB-HBM3). Nodes are selected by the product label; the memory "
+        "planner and the compatibility checks use the catalog's figures.",
         min_length=1,
+        max_length=63,
     )
     gpu_resource_name: str = pydantic.Field(
         "nvidia.com/gpu", description="Extended resource name of the GPU device plugin."
@@ -27,6 +38,16 @@ class Resources(common.Model):
     shm_size: common.Quantity = pydantic.Field(
         "8Gi", description="Size of /dev/shm (memory-backed), used by tensor parallelism."
     )
+
+    @pydantic.field_validator("gpu_type")
+    @classmethod
+    def _known_gpu(cls, value: str | None) -> str | None:
+        if value is None or gpus.resolve(value) or gpus.looks_like_product_label(value):
+            return value
+        raise ValueError(
+            f"{value!r} is neither a GPU of the catalog ({', '.join(gpus.short_names())}) nor "
+            "an nvidia.com/gpu.product value such as NVIDIA-H100-80GB-HBM3"
+        )
 
 
 class Toleration(common.Model):

@@ -9,6 +9,8 @@ import pydantic
 from llm_operator.api.v1alpha1 import common, operations, placement, scaling
 from llm_operator.api.v1alpha1 import engine as engine_section
 from llm_operator.api.v1alpha1 import model as model_section
+from llm_operator.planning import engine_args, quantization
+from llm_operator.planning import gpus as gpus_catalog
 from llm_serving import policy
 
 
@@ -19,9 +21,17 @@ class LLMDeploymentSpec(common.Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.resources.gpus % self.engine.tensorParallelSize == 0",
-                    "message": "engine.tensorParallelSize must divide resources.gpus",
+                    "rule": "!has(self.engine.tensorParallelSize) || self.resources.gpus == "
+                    "self.engine.tensorParallelSize * self.engine.pipelineParallelSize",
+                    "message": "resources.gpus must equal engine.tensorParallelSize x "
+                    "engine.pipelineParallelSize",
                     "fieldPath": ".engine.tensorParallelSize",
+                },
+                {
+                    "rule": "has(self.engine.tensorParallelSize) || "
+                    "self.resources.gpus % self.engine.pipelineParallelSize == 0",
+                    "message": "engine.pipelineParallelSize must divide resources.gpus",
+                    "fieldPath": ".engine.pipelineParallelSize",
                 },
                 {
                     "rule": "!has(self.autoscaling) || !self.autoscaling.enabled "
@@ -97,12 +107,25 @@ class LLMDeploymentSpec(common.Model):
 
     @pydantic.model_validator(mode="after")
     def _cross_field(self) -> LLMDeploymentSpec:
-        if self.resources.gpus % self.engine.tensor_parallel_size != 0:
+        gpus = self.resources.gpus
+        tp, pp = self.engine.tensor_parallel_size, self.engine.pipeline_parallel_size
+        if tp is not None and gpus != tp * pp:
             raise policy.FieldError(
                 "engine.tensorParallelSize",
-                f"must divide resources.gpus ({self.resources.gpus} GPUs cannot be split into "
-                f"groups of {self.engine.tensor_parallel_size})",
+                f"resources.gpus ({gpus}) must equal tensorParallelSize x pipelineParallelSize "
+                f"({tp} x {pp} = {tp * pp})",
             )
+        if tp is None and gpus % pp != 0:
+            raise policy.FieldError(
+                "engine.pipelineParallelSize",
+                f"must divide resources.gpus ({gpus} GPUs cannot be split into {pp} stages)",
+            )
+        self._check_conditional_flags()
+        gpu = gpus_catalog.resolve(self.resources.gpu_type or "")
+        if gpu is not None:
+            found = quantization.compatibility(self.quantization.method, self.engine.dtype, gpu)
+            for path, message in found.refusals:
+                raise policy.FieldError(path, message)
         scaling_ = self.autoscaling
         if (
             scaling_.enabled
@@ -114,6 +137,25 @@ class LLMDeploymentSpec(common.Model):
                 "inflight is counted by the gateway: it needs guardrails.enabled",
             )
         return self
+
+    def _check_conditional_flags(self) -> None:
+        """Flags the operator sets only for some specs may not be repeated in extraArgs."""
+        owned = {}
+        if self.model.uri.startswith(("s3://", "gs://")):
+            owned["load_format"] = "model.uri (s3:// and gs:// load with runai_streamer)"
+        if "--allow-deprecated-quantization" in quantization.engine_flags(
+            self.quantization.method, "auto"
+        ):
+            owned["allow_deprecated_quantization"] = (
+                f"quantization.method ({self.quantization.method} is deprecated in vLLM)"
+            )
+        for use in engine_args.check(self.engine.extra_args, self.engine.image).uses:
+            if use.dest in owned:
+                raise policy.FieldError(
+                    "engine.extraArgs",
+                    f"{use.spelling} sets {use.dest}, which the operator sets from "
+                    f"{owned[use.dest]}",
+                )
 
 
 # Object fields the CRD defaults to `{}`, so CEL rules can read their defaulted members.
