@@ -5,13 +5,14 @@ serves nothing. `Replicas` fills that in: a background thread lists the Pods of 
 watched LLMDeployments every `interval` seconds and, for each Ready Pod on a kwok
 node, starts an `llm-serving sim` on a loopback port and an `llm-serving gateway` in
 front of it on another (as in a real Pod, where vLLM listens on 127.0.0.1 behind the
-sidecar; it takes requests once its /ready answers), with the LLMDeployment's own
-guardrail policy from its ConfigMap when it has one (every check off otherwise).
-Each Pod's gateway is registered with Prometheus as two targets,
-`component="gateway"` (/metrics) and `component="engine"` (/metrics/engine), labelled `namespace`, `pod` and `llmdeployment` as the
-PodMonitor's relabelling does. A Pod that goes away or stops being Ready loses its
-processes and its targets. `endpoints(namespace, name)` gives the gateway URLs the
-load generator spreads requests over.
+sidecar), with the LLMDeployment's own guardrail policy from its ConfigMap when it
+has one (every check off otherwise); a replica takes requests once its gateway's
+/ready answers. Each Pod's gateway is registered with Prometheus as two targets,
+`component="gateway"` (/metrics) and `component="engine"` (/metrics/engine),
+labelled `namespace`, `pod` and `llmdeployment` as the PodMonitor's relabelling
+does. A Pod that goes away or stops being Ready loses its processes and its
+targets. `endpoints(namespace, name)` gives the gateway URLs the load generator
+spreads requests over.
 """
 
 from __future__ import annotations
