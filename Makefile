@@ -80,6 +80,14 @@ test-integration: install tools ## against a real local API server with simulate
 demo: install tools ## local cluster with simulated GPU nodes, the operator and two examples
 	bash hack/demo.sh
 
+.PHONY: demo-load
+demo-load: demo ## after the demo: load on an autoscaled LLMDeployment; watch QUEUE and replicas rise and fall
+	$(BIN)/python -m tests.support.loadharness.demo
+
+.PHONY: bench-autoscale
+bench-autoscale: install ## the autoscaling trace simulation: table, goals and the plots in docs/
+	$(BIN)/python bench/autoscale.py --plots docs
+
 .PHONY: demo-down
 demo-down: ## stop the demo's operator and control plane
 	bash hack/demo-down.sh

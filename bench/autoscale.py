@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--target-fraction",
         type=float,
-        default=0.75,
+        default=0.8,
         help="target per replica as a fraction of the batch (max_num_seqs); every policy uses it",
     )
     parser.add_argument("--trace", action="append", help="run only these traces")

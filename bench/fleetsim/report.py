@@ -68,7 +68,7 @@ def goals(results: Sequence[fleet.Result]) -> list[str]:
                 f"within SLO {100 * mine.slo_attainment:.2f}% >= {100 * GOAL_SLO:.0f}%",
                 mine.slo_attainment >= GOAL_SLO,
             ),
-            (f"GPU-hours {ratio:.2f}x oracle <= {GOAL_GPU_RATIO}x", ratio <= GOAL_GPU_RATIO),
+            (f"GPU-hours {ratio:.3f}x oracle <= {GOAL_GPU_RATIO}x", ratio <= GOAL_GPU_RATIO),
         ]
         for other in others:
             checks.append(

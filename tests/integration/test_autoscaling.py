@@ -268,7 +268,7 @@ def test_advise_mode_decides_and_changes_nothing(
 
 
 def test_kubectl_scale_is_refused_while_autoscaling(
-    operator: conftest.Operator, namespace: str
+    operator: conftest.Operator, namespace: str, tmp_path: pathlib.Path
 ) -> None:
     plane = operator.plane
     helpers.create(plane, namespace, _llmd("scaled", {**FAST}))
@@ -276,7 +276,8 @@ def test_kubectl_scale_is_refused_while_autoscaling(
         [str(tools.path("kubectl")), "scale", "llmd", "scaled", "-n", namespace, "--replicas=3"],
         capture_output=True,
         text=True,
-        env={"KUBECONFIG": str(plane.kubeconfig), "PATH": "/usr/bin:/bin"},
+        # kubectl keeps its discovery cache under $HOME/.kube: a home of its own.
+        env={"KUBECONFIG": str(plane.kubeconfig), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
         check=False,
         timeout=60,
     )

@@ -426,7 +426,7 @@ def test_rendered_objects_pass_server_side_dry_run(
             "model": {"uri": "pvc://weights/llama"},
             "guardrails": {"enabled": True, "apiKeys": {"enabled": True, "secretName": "keys"}},
             "modelCache": {"enabled": True},
-            "autoscaling": {"enabled": True, "provider": "hpa", "prometheusUrl": "http://p:9090"},
+            "autoscaling": {"enabled": True, "provider": "hpa"},
             "observability": {"podMonitor": True, "prometheusRule": True},
         },
     }

@@ -9,6 +9,7 @@ import kubernetes_validate
 import pydantic
 import pytest
 
+from llm_operator import yamlio
 from llm_operator.api import v1alpha1
 from llm_operator.builders import autoscaling, children, common, core, deployment, signals
 from llm_serving import policy
@@ -440,3 +441,8 @@ def test_every_child_kind_is_known() -> None:
 def test_spec_model_is_parsed_once() -> None:
     t = target(BASE)
     assert isinstance(t.spec, v1alpha1.LLMDeploymentSpec)
+
+
+def test_docs_show_the_prometheus_adapter_rules_the_builder_makes() -> None:
+    page = (conftest.ROOT / "docs" / "autoscaling.md").read_text(encoding="utf-8")
+    assert yamlio.dumps([signals.prometheus_adapter_rules()]).strip() in page
