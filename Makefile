@@ -15,7 +15,7 @@ FILE ?= examples/minimal.yaml
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml setup.py serving/llm_serving/guardrails/_fastscore.pyx
+$(STAMP): pyproject.toml setup.py $(wildcard serving/llm_serving/guardrails/*.pyx serving/llm_serving/guardrails/*.pxd serving/llm_serving/guardrails/injection/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[serving,dev]'
