@@ -163,7 +163,9 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
     previous = obj.get("status") or {}
     now = kube.timestamp()
     try:
-        target = children.target_from_object(obj, autoscaled=_autoscaled(obj))
+        target = children.target_from_object(
+            obj, autoscaled=_autoscaled(obj), guardrail_defaults=options.guardrail_defaults
+        )
     except pydantic.ValidationError as exc:
         lines = policy.error_lines(exc, prefix="spec")
         refused = status.invalid_status(lines, generation, previous, now)

@@ -37,6 +37,8 @@ class Options:
     gateway_image: str = DEFAULT_GATEWAY_IMAGE
     cluster_domain: str = "cluster.local"
     runbook_url: str = DEFAULT_RUNBOOK_URL
+    # The installation's default guardrail policy (`guardrail_defaults`); empty: none.
+    guardrail_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
