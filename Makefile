@@ -15,7 +15,7 @@ FILE ?= examples/minimal.yaml
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml setup.py serving/llm_serving/guardrails/_fastscore.pyx
+$(STAMP): pyproject.toml setup.py $(wildcard serving/llm_serving/guardrails/*.pyx serving/llm_serving/guardrails/*.pxd serving/llm_serving/guardrails/injection/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[serving,dev]'
@@ -41,7 +41,7 @@ fmt: install ## format the code
 .PHONY: crds
 crds: install ## regenerate the CRD (crds/ and the chart's copy) from the pydantic models
 	$(BIN)/llm-operator crds > crds/llmoperator.io_llmdeployments.yaml
-	@if [ -d charts/llm-operator/crds ]; then cp crds/llmoperator.io_llmdeployments.yaml charts/llm-operator/crds/; fi
+	cp crds/llmoperator.io_llmdeployments.yaml charts/llm-operator/crds/
 
 .PHONY: docs
 docs: install ## regenerate docs/api-reference.md and docs/planning-tables.md from the code's data
@@ -71,6 +71,10 @@ controlplane: ## build and cache kube-apiserver, controller-manager, scheduler, 
 .PHONY: tools
 tools: ## build every tool the project runs (control plane, kubectl, helm, prometheus, promtool), pinned and cached; link bin/
 	bash hack/tools/build.sh
+
+.PHONY: constraints
+constraints: install ## pin the operator image's runtime dependencies (operator/constraints.txt) from .venv
+	$(BIN)/python hack/constraints.py
 
 .PHONY: test-integration
 test-integration: install tools ## against a real local API server with simulated GPU nodes

@@ -10,15 +10,34 @@ import os
 import pathlib
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from llm_operator import errors, metrics, pricing, render
+from llm_operator import errors, guardrail_defaults, metrics, pricing, render
 from llm_operator.api import crd
 from llm_operator.builders import common
 from llm_operator.planning import report
 
 
+def _guardrail_defaults(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The --guardrail-defaults file, validated; None (after saying why) when it is bad."""
+    if args.guardrail_defaults is None:
+        return {}
+    try:
+        return guardrail_defaults.load(args.guardrail_defaults)
+    except (OSError, ValueError) as exc:
+        print(f"--guardrail-defaults: {exc}", file=sys.stderr)
+        return None
+
+
 def _render(args: argparse.Namespace) -> int:
-    options = common.Options(gateway_image=args.gateway_image, runbook_url=args.runbook_url)
+    defaults = _guardrail_defaults(args)
+    if defaults is None:
+        return 2
+    options = common.Options(
+        gateway_image=args.gateway_image,
+        runbook_url=args.runbook_url,
+        guardrail_defaults=defaults,
+    )
     objects = []
     failed = False
     for path in args.filename:
@@ -73,7 +92,7 @@ def _crds(_: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from llm_operator import runner  # imported here: kopf is slow to import
+    from llm_operator import leader, runner  # imported here: kopf is slow to import
 
     if args.gpu_prices is not None:
         try:
@@ -81,11 +100,18 @@ def _run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"--gpu-prices: {exc}", file=sys.stderr)
             return 2
+    defaults = _guardrail_defaults(args)
+    if defaults is None:
+        return 2
     config = runner.RunConfig(
         namespaces=tuple(args.namespace or ()),
         liveness_endpoint=args.liveness or None,
         leader_election=args.leader_election,
+        lease_name=args.lease_name,
         lease_namespace=args.lease_namespace,
+        lease_seconds=args.lease_seconds,
+        renew_deadline_seconds=args.renew_deadline_seconds,
+        retry_period_seconds=args.retry_period_seconds,
         resync_seconds=args.resync_seconds,
         gateway_image=args.gateway_image,
         runbook_url=args.runbook_url,
@@ -94,11 +120,27 @@ def _run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         gpu_prices=args.gpu_prices,
         prometheus_url=args.prometheus_url,
+        guardrail_defaults=defaults,
+        read_nodes=args.read_nodes,
     )
+    if args.leader_election:
+        try:
+            leader.Timing(
+                args.lease_seconds, args.renew_deadline_seconds, args.retry_period_seconds
+            )
+        except ValueError as exc:
+            print(
+                f"--lease-seconds/--renew-deadline-seconds/--retry-period-seconds: {exc}",
+                file=sys.stderr,
+            )
+            return 2
     try:
         asyncio.run(runner.run(config))
     except KeyboardInterrupt:
         return 130
+    except errors.LeadershipLostError as exc:
+        logging.getLogger("llm_operator").error("%s; exiting so that a standby takes over", exc)
+        return 1
     return 0
 
 
@@ -145,6 +187,12 @@ def parser() -> argparse.ArgumentParser:
         "--gateway-image", default=common.DEFAULT_GATEWAY_IMAGE, help="gateway sidecar image"
     )
     _runbook_argument(p_render)
+    p_render.add_argument(
+        "--guardrail-defaults",
+        type=pathlib.Path,
+        help="JSON or YAML file with the installation's default guardrail policy "
+        "(spec.guardrails keys but enabled; what a spec leaves out is taken from it)",
+    )
     p_render.set_defaults(func=_render)
 
     p_plan = sub.add_parser(
@@ -173,7 +221,36 @@ def parser() -> argparse.ArgumentParser:
         default=False,
         help="hold a Lease so only one replica is active",
     )
+    p_run.add_argument(
+        "--read-nodes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="list nodes to tell in status when no node has enough GPUs (needs RBAC to list "
+        "nodes; --no-read-nodes when it has none)",
+    )
+    p_run.add_argument(
+        "--lease-name", default="llm-operator-leader", help="name of the leader election Lease"
+    )
     p_run.add_argument("--lease-namespace", default="default", help="namespace of the Lease")
+    p_run.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=15.0,
+        help="a standby takes over after this long without a renewal (default 15)",
+    )
+    p_run.add_argument(
+        "--renew-deadline-seconds",
+        type=float,
+        default=10.0,
+        help="the leader stops acting after this long without a renewal; shorter than the "
+        "lease (default 10)",
+    )
+    p_run.add_argument(
+        "--retry-period-seconds",
+        type=float,
+        default=2.0,
+        help="how often the leader renews and a standby retries (default 2)",
+    )
     p_run.add_argument(
         "--resync-seconds", type=float, default=30.0, help="period of the drift-undoing resync"
     )
@@ -207,6 +284,12 @@ def parser() -> argparse.ArgumentParser:
         "endpoints)",
     )
     _runbook_argument(p_run)
+    p_run.add_argument(
+        "--guardrail-defaults",
+        type=pathlib.Path,
+        help="JSON or YAML file with the installation's default guardrail policy "
+        "(spec.guardrails keys but enabled; what a spec leaves out is taken from it)",
+    )
     p_run.set_defaults(func=_run)
 
     p_dev = sub.add_parser(

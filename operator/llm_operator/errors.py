@@ -6,7 +6,9 @@ handlers turn it into `kopf.PermanentError` after status and an Event say why);
 its GPUs (the same handling, its own status reason);
 `RenderError` is the same for files given to `llm-operator render`;
 `KindUnavailableError` is a kind the API server does not serve (a CRD such as KEDA's
-that is not installed). Anything else is unexpected and propagates, so kopf retries.
+that is not installed); `NotLeaderError` is a write refused because this process no
+longer holds the leader Lease (it is stepping down), and `LeadershipLostError` ends
+`llm-operator run` after that. Anything else is unexpected and propagates, so kopf retries.
 """
 
 from __future__ import annotations
@@ -41,3 +43,11 @@ class RenderError(InvalidSpecError):
 
 class KindUnavailableError(OperatorError):
     """The API server does not serve this kind (its CRD is not installed)."""
+
+
+class NotLeaderError(OperatorError):
+    """A write refused before it was sent: this process does not hold the leader Lease."""
+
+
+class LeadershipLostError(OperatorError):
+    """The leader could not renew its Lease within the renew deadline and stopped."""

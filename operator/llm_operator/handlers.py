@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -39,6 +40,10 @@ class Runtime:
     client: kube.Client | None = None
     # The port the metrics server listens on, once it does.
     metrics_port: int | None = None
+    # With leader election: True while this process may write (`leader.Elector.leading`).
+    write_gate: Callable[[], bool] | None = None
+    # False: never list nodes (no permission to); GPU capacity is then unknown.
+    read_nodes: bool = True
     resync_task: asyncio.Task[None] | None = None
     # The builtin autoscaler's loop (runs with kopf, so only in the leader).
     autoscaler_task: asyncio.Task[None] | None = None
@@ -47,9 +52,15 @@ class Runtime:
 RUNTIME = Runtime()
 
 
+def _may_write() -> bool:
+    return RUNTIME.write_gate is None or RUNTIME.write_gate()
+
+
 def _client() -> kube.Client:
     if RUNTIME.client is None:
-        RUNTIME.client = kube.Client.from_environment(RUNTIME.kubeconfig)
+        RUNTIME.client = kube.Client.from_environment(
+            RUNTIME.kubeconfig, write_gate=_may_write, read_nodes=RUNTIME.read_nodes
+        )
     return RUNTIME.client
 
 
@@ -82,6 +93,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 8
+    # Watching listed namespaces needs no cluster-wide reads: kopf then neither lists
+    # namespaces nor watches CRDs (the namespaced RBAC of the chart grants neither).
+    settings.scanning.disabled = bool(RUNTIME.namespaces)
     RUNTIME.resync_task = asyncio.create_task(_resync_loop())
     autoscaler = loop.Loop(_client, lambda: RUNTIME.options, RUNTIME.namespaces)
     RUNTIME.autoscaler_task = asyncio.create_task(autoscaler.run())

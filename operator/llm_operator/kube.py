@@ -4,22 +4,27 @@ It wraps the untyped `kubernetes` client behind a few typed calls: server-side
 apply with the `llm-operator` field manager, listing and deleting owned children,
 reading the LLMDeployment, its Deployment, Pods and the nodes' GPU capacity,
 writing status through the status subresource, posting Events, and a Lease for
-leader election. Everything is plain dicts in and out. Every call is counted in
-`llm_operator_api_requests_total`, and every failure that is not an expected answer
-(a 404 on a get or a delete, a 409 in a lease race) in `llm_operator_api_errors_total`
-by HTTP status code.
+leader election (`leader` decides; this module reads and writes it). Everything is plain
+dicts in and out. A client may carry a write gate (`leader.Elector.leading`): while it
+is false every write is refused with `errors.NotLeaderError` before it is sent. Every
+call is counted in `llm_operator_api_requests_total`, and every failure that is not an
+expected answer (a 404 on a get or a delete, a 409 in a lease race) in
+`llm_operator_api_errors_total` by HTTP status code.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import datetime
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kubernetes
@@ -57,8 +62,10 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def timestamp() -> str:
-    """RFC 3339 UTC time with second precision, as Kubernetes writes it."""
+def timestamp(precise: bool = False) -> str:
+    """RFC 3339 UTC time, as Kubernetes writes it: seconds, or microseconds (a MicroTime)."""
+    if precise:
+        return _now().isoformat(timespec="microseconds").replace("+00:00", "Z")
     return _now().replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
@@ -107,18 +114,53 @@ def credentials(kubeconfig: str | None = None) -> Credentials:
     )
 
 
+_DISCOVERY_DIR: list[str] = []
+
+
+def _discovery_cache_file() -> str:
+    """A discovery cache file of this client alone.
+
+    The kubernetes package's default is one file per API server in the shared temporary
+    directory, written without locking: two processes (two operator replicas on one
+    machine, or the operator beside a test) corrupt each other's reads of it. Each client
+    gets its own file in a directory of this process, removed at exit.
+    """
+    if not _DISCOVERY_DIR:
+        _DISCOVERY_DIR.append(tempfile.mkdtemp(prefix="llm-operator-discovery-"))
+        atexit.register(shutil.rmtree, _DISCOVERY_DIR[0], True)
+    return os.path.join(_DISCOVERY_DIR[0], f"{uuid.uuid4().hex}.json")
+
+
 class Client:
     """A connection to one API server."""
 
-    def __init__(self, api_client: Any) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        write_gate: Callable[[], bool] | None = None,
+        read_nodes: bool = True,
+    ) -> None:
         self._api_client = api_client
-        self._dynamic = dynamic.DynamicClient(api_client)
+        # False when the operator may not list nodes (the chart's namespaced mode without
+        # node reads): GPU capacity is then unknown, and no refused call is made.
+        self._read_nodes = read_nodes
+        self._dynamic = dynamic.DynamicClient(api_client, cache_file=_discovery_cache_file())
         self._resources: dict[tuple[str, str], Any] = {}
+        self._write_gate = write_gate
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None) -> Client:
+    def from_environment(
+        cls,
+        kubeconfig: str | None = None,
+        write_gate: Callable[[], bool] | None = None,
+        read_nodes: bool = True,
+    ) -> Client:
         """In-cluster credentials when running in a Pod, the kubeconfig otherwise."""
-        return cls(kubernetes.client.ApiClient(_configuration(kubeconfig)))
+        return cls(kubernetes.client.ApiClient(_configuration(kubeconfig)), write_gate, read_nodes)
+
+    def _check_gate(self) -> None:
+        if self._write_gate is not None and not self._write_gate():
+            raise errors.NotLeaderError("not the leader (any more): refusing to write")
 
     def close(self) -> None:
         self._api_client.close()
@@ -143,6 +185,8 @@ class Client:
 
         With `dry_run` the API server validates and defaults the object without persisting it.
         """
+        if not dry_run:
+            self._check_gate()
         resource = self._resource(obj["apiVersion"], obj["kind"])
         with _call("apply"):
             result = resource.server_side_apply(
@@ -174,6 +218,7 @@ class Client:
 
     def delete(self, kind: children.ChildKind, namespace: str, name: str) -> None:
         """Delete one object; already gone is fine. Dependents go in the background."""
+        self._check_gate()
         resource = self._resource(kind.api_version, kind.kind)
         with _call("delete"), contextlib.suppress(dynamic_exceptions.NotFoundError):
             resource.delete(
@@ -190,6 +235,15 @@ class Client:
                 return None
         return found
 
+    def find(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object by name through a list (the verb the operator holds on its autoscaler
+        kinds), or None when it does not exist."""
+        resource = self._resource(api_version, kind)
+        with _call("list"):
+            result = resource.get(namespace=namespace, field_selector=f"metadata.name={name}")
+        items: list[dict[str, Any]] = result.to_dict().get("items", [])
+        return items[0] if items else None
+
     def list_pods(self, namespace: str, owner_name: str) -> list[dict[str, Any]]:
         """Pods of one LLMDeployment."""
         resource = self._resource("v1", "Pod")
@@ -201,7 +255,9 @@ class Client:
         return pods
 
     def gpu_capacity(self, resource_name: str) -> list[int] | None:
-        """Allocatable GPUs of each node, or None when nodes cannot be listed."""
+        """Allocatable GPUs of each node, or None when nodes cannot (or may not) be listed."""
+        if not self._read_nodes:
+            return None
         try:
             resource = self._resource("v1", "Node")
             with _call("list"):
@@ -223,6 +279,8 @@ class Client:
         """(free, allocatable) GPUs of each node whose labels match `node_selector`: free is
         allocatable minus what Pods bound to it and not ended ask for. None when nodes or
         Pods cannot be listed. For the autoscaler, which adds no more than fits."""
+        if not self._read_nodes:
+            return None
         try:
             with _call("list"):
                 nodes = self._resource("v1", "Node").get().to_dict().get("items", [])
@@ -284,6 +342,7 @@ class Client:
 
         `status` must be complete: keys set to None are removed.
         """
+        self._check_gate()
         resource = self._llmd()
         with _call("patch_status"):
             resource.status.patch(
@@ -294,7 +353,8 @@ class Client:
             )
 
     def post_event(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
-        """Record a core/v1 Event on `obj`; failures are logged, never raised."""
+        """Record a core/v1 Event on `obj`; failures are logged, never raised (but the gate's)."""
+        self._check_gate()
         meta = obj.get("metadata", {})
         now = timestamp()
         body = {
@@ -331,58 +391,38 @@ class Client:
 
     # --- leader election -----------------------------------------------------------------
 
-    def try_acquire_lease(self, lease: LeaseSpec) -> bool:
-        """Take or renew the Lease; True when we hold it afterwards."""
+    def get_lease(self, lease: LeaseSpec, timeout: float) -> dict[str, Any] | None:
+        """The Lease, or None when there is none."""
         resource = self._resource("coordination.k8s.io/v1", "Lease")
-        now = _now()
-        stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
         try:
             with _call("lease", expected=(dynamic_exceptions.NotFoundError,)):
-                current = resource.get(name=lease.name, namespace=lease.namespace).to_dict()
+                found: dict[str, Any] = resource.get(
+                    name=lease.name, namespace=lease.namespace, _request_timeout=timeout
+                ).to_dict()
         except dynamic_exceptions.NotFoundError:
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": lease.name, "namespace": lease.namespace},
-                "spec": {
-                    "holderIdentity": lease.identity,
-                    "leaseDurationSeconds": lease.duration_seconds,
-                    "acquireTime": stamp,
-                    "renewTime": stamp,
-                    "leaseTransitions": 0,
-                },
-            }
-            try:
-                with _call("lease", expected=(dynamic_exceptions.ConflictError,)):
-                    resource.create(body=body, namespace=lease.namespace)
-            except dynamic_exceptions.ConflictError:
-                return False
-            return True
-        spec = current.get("spec") or {}
-        holder = spec.get("holderIdentity")
-        renew = spec.get("renewTime")
-        expired = True
-        if renew:
-            renewed = datetime.datetime.fromisoformat(renew.replace("Z", "+00:00"))
-            duration = spec.get("leaseDurationSeconds") or lease.duration_seconds
-            expired = (now - renewed).total_seconds() > duration
-        if holder not in (None, "", lease.identity) and not expired:
-            return False
-        new_spec = dict(spec)
-        new_spec.update(
-            {
-                "holderIdentity": lease.identity,
-                "leaseDurationSeconds": lease.duration_seconds,
-                "renewTime": stamp,
-            }
-        )
-        if holder != lease.identity:
-            new_spec["acquireTime"] = stamp
-            new_spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-        current["spec"] = new_spec
+            return None
+        return found
+
+    def create_lease(self, body: dict[str, Any], timeout: float) -> bool:
+        """Create the Lease; False when another process created it first."""
+        resource = self._resource("coordination.k8s.io/v1", "Lease")
         try:
             with _call("lease", expected=(dynamic_exceptions.ConflictError,)):
-                resource.replace(body=current, namespace=lease.namespace)
+                resource.create(
+                    body=body, namespace=body["metadata"]["namespace"], _request_timeout=timeout
+                )
+        except dynamic_exceptions.ConflictError:
+            return False
+        return True
+
+    def replace_lease(self, body: dict[str, Any], timeout: float) -> bool:
+        """Replace the Lease at the resourceVersion in `body`; False when it changed since."""
+        resource = self._resource("coordination.k8s.io/v1", "Lease")
+        try:
+            with _call("lease", expected=(dynamic_exceptions.ConflictError,)):
+                resource.replace(
+                    body=body, namespace=body["metadata"]["namespace"], _request_timeout=timeout
+                )
         except dynamic_exceptions.ConflictError:
             return False
         return True
@@ -395,4 +435,3 @@ class LeaseSpec:
     name: str
     namespace: str
     identity: str
-    duration_seconds: int = 15

@@ -102,7 +102,7 @@ def _get_optional(
     client: kube.Client, api_version: str, kind: str, namespace: str, name: str
 ) -> dict[str, Any] | None:
     try:
-        return client.get(api_version, kind, namespace, name)
+        return client.find(api_version, kind, namespace, name)
     except errors.KindUnavailableError:
         return None
 
@@ -209,7 +209,9 @@ def _reconcile_locked(client: kube.Client, obj: dict[str, Any], options: common.
     previous = obj.get("status") or {}
     now = kube.timestamp()
     try:
-        target = children.target_from_object(obj, autoscaled=_autoscaled(obj))
+        target = children.target_from_object(
+            obj, autoscaled=_autoscaled(obj), guardrail_defaults=options.guardrail_defaults
+        )
     except pydantic.ValidationError as exc:
         lines = policy.error_lines(exc, prefix="spec")
         refused = status.invalid_status(lines, generation, previous, now)

@@ -54,8 +54,12 @@ def load_targets(
     source: str,
     namespace: str = "default",
     owner_uid: str | None = None,
+    guardrail_defaults: dict[str, Any] | None = None,
 ) -> list[tuple[str, common.Target]]:
-    """(where, target) of every LLMDeployment document. Raises RenderError listing problems."""
+    """(where, target) of every LLMDeployment document. Raises RenderError listing problems.
+
+    `guardrail_defaults` are the installation's (`llm_operator.guardrail_defaults`).
+    """
     targets: list[tuple[str, common.Target]] = []
     problems: list[str] = []
     for index, doc in enumerate(documents):
@@ -70,7 +74,8 @@ def load_targets(
         meta["uid"] = owner_uid or ""
         obj["metadata"] = meta
         try:
-            targets.append((where, children.target_from_object(obj)))
+            target = children.target_from_object(obj, guardrail_defaults=guardrail_defaults)
+            targets.append((where, target))
         except pydantic.ValidationError as exc:
             problems += [where + line for line in policy.error_lines(exc, prefix="spec")]
     if problems:
@@ -88,7 +93,8 @@ def render_objects(
     """Children of every LLMDeployment document. Raises RenderError listing every problem."""
     rendered: list[dict[str, Any]] = []
     problems: list[str] = []
-    for where, target in load_targets(documents, source, namespace, owner_uid):
+    targets = load_targets(documents, source, namespace, owner_uid, options.guardrail_defaults)
+    for where, target in targets:
         outcome = memory.plan_spec(target.spec)
         if outcome.refused and outcome.plan is not None:
             problems += [where + line for line in memory.refusal(target.spec, outcome.plan)]

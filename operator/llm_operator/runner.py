@@ -1,9 +1,11 @@
 """`llm-operator run`: the operator process, with optional Lease-based leader election.
 
-With leader election on, a replica waits until it holds the Lease
-`llm-operator-leader` before it starts handling objects, renews it every third of
-its duration, and exits (to be restarted as a standby) when it cannot renew, so two
-replicas can run with exactly one active.
+With leader election on (`leader`), a replica waits as a standby until it holds the
+Lease (`llm-operator-leader` unless named), answering kopf's liveness URL itself
+(`standby`) meanwhile; the leader renews every retry period, refuses every write once
+it has not renewed for the renew deadline (shorter than the lease, so two leaders
+never overlap), stops, and `run` raises `errors.LeadershipLostError` (the command exits 1 and
+the Pod restarts as a standby). A normal stop releases the Lease.
 
 The process serves its metrics (`metrics.REGISTRY`) on `metrics_port` (8081, path
 /metrics) from the start, standby replicas included (`llm_operator_leader` says which
@@ -20,10 +22,12 @@ import pathlib
 import socket
 import threading
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 import kopf
 
-from llm_operator import handlers, kube, metrics, pricing
+from llm_operator import errors, handlers, kube, leader, metrics, pricing, standby
 from llm_operator.builders import common
 
 logger = logging.getLogger(__name__)
@@ -38,7 +42,13 @@ class RunConfig:
     leader_election: bool = False
     lease_name: str = "llm-operator-leader"
     lease_namespace: str = "default"
-    lease_seconds: int = 15
+    lease_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
+    # False: never list nodes (the RBAC grants no node reads).
+    read_nodes: bool = True
+    # The installation's default guardrail policy, validated (`guardrail_defaults.load`).
+    guardrail_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     resync_seconds: float = 30.0
     gateway_image: str = common.DEFAULT_GATEWAY_IMAGE
     runbook_url: str = common.DEFAULT_RUNBOOK_URL
@@ -51,24 +61,6 @@ class RunConfig:
     # Where the builtin autoscaler reads its signal when a spec names no Prometheus
     # ("": the pods' own metrics endpoints).
     prometheus_url: str = ""
-
-
-async def _hold_lease(client: kube.Client, lease: kube.LeaseSpec, stop: threading.Event) -> None:
-    renew_every = max(lease.duration_seconds / 3, 1.0)
-    last_ok = asyncio.get_running_loop().time()
-    while not stop.is_set():
-        await asyncio.sleep(renew_every)
-        try:
-            held = await asyncio.to_thread(client.try_acquire_lease, lease)
-        except Exception:
-            logger.exception("lease renewal failed")
-            held = False
-        now = asyncio.get_running_loop().time()
-        if held:
-            last_ok = now
-        elif now - last_ok > lease.duration_seconds:
-            logger.error("lost the leader lease %s; stopping", lease.name)
-            stop.set()
 
 
 async def run(
@@ -86,10 +78,12 @@ async def run(
         gateway_image=config.gateway_image,
         runbook_url=config.runbook_url,
         prometheus_url=config.prometheus_url,
+        guardrail_defaults=dict(config.guardrail_defaults),
     )
     handlers.RUNTIME.namespaces = config.namespaces
     handlers.RUNTIME.resync_seconds = config.resync_seconds
     handlers.RUNTIME.kubeconfig = config.kubeconfig
+    handlers.RUNTIME.read_nodes = config.read_nodes
     metrics.set_prices(
         pricing.load(config.gpu_prices) if config.gpu_prices else pricing.default_table()
     )
@@ -113,24 +107,26 @@ async def _run_operator(
     ready_flag: threading.Event | None,
 ) -> None:
     stop = stop_flag or threading.Event()
-    tasks: list[asyncio.Task[None]] = []
     metrics.LEADER.set(0)
+    elector: leader.Elector | None = None
+    hold: asyncio.Task[None] | None = None
     if config.leader_election:
-        client = kube.Client.from_environment(config.kubeconfig)
+        timing = leader.Timing(
+            lease_duration=config.lease_seconds,
+            renew_deadline=config.renew_deadline_seconds,
+            retry_period=config.retry_period_seconds,
+        )
         lease = kube.LeaseSpec(
             name=config.lease_name,
             namespace=config.lease_namespace,
             identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
-            duration_seconds=config.lease_seconds,
         )
-        logger.info("waiting for the leader lease %s/%s", lease.namespace, lease.name)
-        retry = max(config.lease_seconds / 3, 1.0)
-        while True:
-            if await asyncio.to_thread(client.try_acquire_lease, lease):
-                break
-            await asyncio.sleep(retry)
-        logger.info("became leader as %s", lease.identity)
-        tasks.append(asyncio.create_task(_hold_lease(client, lease, stop)))
+        elector = leader.Elector(kube.Client.from_environment(config.kubeconfig), lease, timing)
+        async with standby.serving(config.liveness_endpoint):
+            if not await elector.acquire(stop):
+                return
+        handlers.RUNTIME.write_gate = elector.leading
+        hold = asyncio.create_task(elector.hold(stop))
     metrics.LEADER.set(1)
     try:
         await kopf.operator(
@@ -142,5 +138,11 @@ async def _run_operator(
             ready_flag=ready_flag,
         )
     finally:
-        for task in tasks:
-            task.cancel()
+        metrics.LEADER.set(0)
+        if hold is not None:
+            hold.cancel()
+        handlers.RUNTIME.write_gate = None
+    if elector is not None:
+        if elector.lost:
+            raise errors.LeadershipLostError(f"lost the leader lease {config.lease_name}")
+        await elector.release()

@@ -15,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import exceptions as dynamic_exceptions
 
-from llm_operator import kube, render
+from llm_operator import kube, leader, render
 from llm_operator.builders import children, common
 from tests.integration import cluster, conftest
 
@@ -461,19 +461,39 @@ def test_rendered_objects_pass_server_side_dry_run(
 
 
 def test_leader_election_lets_one_holder_at_a_time(crd_installed: cluster.ControlPlane) -> None:
+    # Two electors on the real API server with one hand-driven clock: no sleeping.
+    now = [1000.0]
+    timing = leader.Timing(lease_duration=6, renew_deadline=4, retry_period=1)
     first = kube.Client(crd_installed.new_client())
     second = kube.Client(crd_installed.new_client())
-    lease_a = kube.LeaseSpec("it-leader", "default", "replica-a", duration_seconds=2)
-    lease_b = kube.LeaseSpec("it-leader", "default", "replica-b", duration_seconds=2)
+    a = leader.Elector(
+        first, kube.LeaseSpec("it-leader", "default", "replica-a"), timing, lambda: now[0]
+    )
+    b = leader.Elector(
+        second, kube.LeaseSpec("it-leader", "default", "replica-b"), timing, lambda: now[0]
+    )
     try:
-        assert first.try_acquire_lease(lease_a)
-        assert not second.try_acquire_lease(lease_b)
-        assert first.try_acquire_lease(lease_a)  # renewal by the holder
-        # The holder stops renewing; after the lease duration the standby takes over.
-        assert cluster.wait_for(
-            "standby takes over", lambda: second.try_acquire_lease(lease_b), timeout=15
-        )
-        assert not first.try_acquire_lease(lease_a)
+        assert a.try_take()
+        assert a.leading()
+        assert not b.try_take()
+        assert not b.leading()
+        now[0] += 3
+        assert a.try_take()  # renewal by the holder
+        assert not b.try_take()  # b sees a new record: its wait starts again
+        # The holder stops renewing: its gate closes at the renew deadline, before b may take.
+        now[0] += 4
+        assert not a.leading()
+        assert not b.try_take()
+        now[0] += 2  # a full lease since b saw the last renewal
+        assert b.try_take()
+        assert b.leading()
+        # a comes back: it finds b holding the Lease and stays a follower.
+        assert not a.try_take()
+        assert not a.leading()
+        held = first.get_lease(b.lease, timeout=5)
+        assert held is not None
+        assert held["spec"]["holderIdentity"] == "replica-b"
+        assert held["spec"]["leaseTransitions"] == 1
     finally:
         first.close()
         second.close()

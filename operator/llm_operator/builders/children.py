@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from llm_operator import guardrail_defaults as defaults
 from llm_operator.api import v1alpha1
 from llm_operator.builders import alerts, autoscaling, common, core, deployment, monitoring
 
@@ -89,13 +90,22 @@ def build_all(target: common.Target, options: common.Options) -> list[dict[str, 
     return [obj for obj in candidates if obj is not None]
 
 
-def target_from_object(obj: dict[str, Any], autoscaled: int | None = None) -> common.Target:
+def target_from_object(
+    obj: dict[str, Any],
+    autoscaled: int | None = None,
+    guardrail_defaults: dict[str, Any] | None = None,
+) -> common.Target:
     """Parse an LLMDeployment object (as a dict) into a build target.
 
-    Raises pydantic.ValidationError for an invalid spec.
+    `guardrail_defaults` (the installation's, see `llm_operator.guardrail_defaults`)
+    fill what the spec's guardrails leave out. Raises pydantic.ValidationError for an
+    invalid spec.
     """
     meta = obj.get("metadata", {})
-    spec = v1alpha1.parse_spec(obj.get("spec") or {})
+    raw = obj.get("spec") or {}
+    if guardrail_defaults:
+        raw = defaults.apply(raw, guardrail_defaults)
+    spec = v1alpha1.parse_spec(raw)
     return common.Target(
         name=meta["name"],
         namespace=meta.get("namespace") or "default",

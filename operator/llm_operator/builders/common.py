@@ -39,6 +39,8 @@ class Options:
     runbook_url: str = DEFAULT_RUNBOOK_URL
     # The builtin autoscaler's Prometheus when a spec names none (shapes no child).
     prometheus_url: str = ""
+    # The installation's default guardrail policy (`guardrail_defaults`); empty: none.
+    guardrail_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

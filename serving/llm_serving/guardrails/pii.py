@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator
 from llm_serving import policy
 
 try:
-    from llm_serving.guardrails import _fastscore
+    from llm_serving.guardrails import _pii
 except ImportError:  # built at install; the plain-Python scans are the fallback
-    _fastscore = None  # type: ignore[assignment]
+    _pii = None  # type: ignore[assignment]
 
 PLACEHOLDERS: dict[policy.PIIEntity, str] = {
     policy.PIIEntity.EMAIL: "[EMAIL]",
@@ -321,7 +321,7 @@ _FREQUENT = "etaoinsrhldcumfpgwybvkxjqz"
 class _Gates:
     """Which of some fixed strings (gates) occur in a text.
 
-    Compiled (`_fastscore.Needles`), one pass over the text finds them all. The
+    Compiled (`_pii.Needles`), one pass over the text finds them all. The
     plain-Python fallback finds each gate's rarest character first (memchr costs far
     less than a substring search, and a gate cannot be present without it) and only
     then the gate.
@@ -334,7 +334,7 @@ class _Gates:
             return _FREQUENT.find(char) if char in _FREQUENT else len(_FREQUENT)
 
         self._guarded = tuple((max(gate, key=rarity), gate) for gate in self.gates)
-        self._needles = None if _fastscore is None else _fastscore.Needles(self.gates)
+        self._needles = None if _pii is None else _pii.Needles(self.gates)
 
     def present(self, text: str) -> set[str]:
         """The gates `text` holds."""
@@ -396,8 +396,8 @@ def _digit_bounds(text: str) -> tuple[int, int] | None:
     if not text.isascii():
         found = _DIGIT.search(text)
         return None if found is None else (found.start(), len(text) - 1)
-    if _fastscore is not None:
-        return _fastscore.digit_bounds(text)
+    if _pii is not None:
+        return _pii.digit_bounds(text)
     firsts = [index for index in map(text.find, "0123456789") if index >= 0]
     if not firsts:
         return None

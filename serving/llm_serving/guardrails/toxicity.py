@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 try:
-    from llm_serving.guardrails import _fastscore
+    from llm_serving.guardrails import _tables, _toxicity
 except ImportError:  # built at install; the regular-expression split is the fallback
-    _fastscore = None  # type: ignore[assignment]
+    _tables = _toxicity = None  # type: ignore[assignment]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -59,7 +59,7 @@ class ToxicityModel:
     ) -> None:
         self._vocabulary = vocabulary
         # The same vocabulary in a flat table, for the compiled split of ASCII text.
-        self._lexicon = None if _fastscore is None else _fastscore.Lexicon(vocabulary)
+        self._lexicon = None if _tables is None else _tables.Lexicon(vocabulary)
         self._idf = idf
         self._coef = coef  # (models, features)
         self._intercept = intercept
@@ -181,13 +181,13 @@ class ToxicityModel:
 
     def segments(self, text: str) -> list[list[int]]:
         """Known-word ids of each segment of `text` (see the module docstring)."""
-        if self._lexicon is not None and _fastscore is not None and text.isascii():
-            return _fastscore.toxicity_segments(text, self._lexicon, SEGMENT_WORDS)
+        if self._lexicon is not None and _toxicity is not None and text.isascii():
+            return _toxicity.toxicity_segments(text, self._lexicon, SEGMENT_WORDS)
         return self.segments_in_python(text)
 
     def segments_in_python(self, text: str) -> list[list[int]]:
         """`segments` with the regular expression: the fallback, and the reference for
-        `_fastscore.toxicity_segments`."""
+        `_toxicity.toxicity_segments`."""
         get = self._vocabulary.get
         segments: list[list[int]] = []
         current: list[int] = []

@@ -204,7 +204,7 @@ def _gate_texts() -> list[str]:
     return texts
 
 
-@pytest.mark.skipif(pii._fastscore is None, reason="extension not built")
+@pytest.mark.skipif(pii._pii is None, reason="extension not built")
 def test_compiled_gates_find_what_the_plain_scan_finds(monkeypatch: pytest.MonkeyPatch) -> None:
     texts = _gate_texts()
     for gates in (pii._PHONE_GATES, pii._CASED_GATES, pii._LOWER_GATES):
@@ -223,22 +223,22 @@ def test_compiled_gates_find_what_the_plain_scan_finds(monkeypatch: pytest.Monke
     assert [detector.find(text) for text in texts] == spans
 
 
-@pytest.mark.skipif(pii._fastscore is None, reason="extension not built")
+@pytest.mark.skipif(pii._pii is None, reason="extension not built")
 def test_needles_refuse_what_they_cannot_search() -> None:
-    needles = pii._fastscore.Needles(("tel", "phone"))
+    needles = pii._pii.Needles(("tel", "phone"))
     assert needles.found("a phone, a hotel") == 0b11
     assert needles.found("phon tel") == 0b01
     assert needles.found("дом tel") == -1  # two bytes per character: the caller asks str
     assert needles.found("ñ phone") == 0b10  # one byte per character, not ASCII
     with pytest.raises(ValueError, match="at least 3 characters"):
-        pii._fastscore.Needles(("ab",))
+        pii._pii.Needles(("ab",))
     with pytest.raises(ValueError, match="at least 3 characters"):
-        pii._fastscore.Needles(("tél",))
+        pii._pii.Needles(("tél",))
     with pytest.raises(ValueError, match="at most 64"):
-        pii._fastscore.Needles(tuple(f"n{i:03d}" for i in range(65)))
+        pii._pii.Needles(tuple(f"n{i:03d}" for i in range(65)))
 
 
-@pytest.mark.skipif(pii._fastscore is None, reason="extension not built")
+@pytest.mark.skipif(pii._pii is None, reason="extension not built")
 def test_compiled_digit_bounds_equal_the_plain_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     texts = [*_gate_texts(), "", "7", "a7", "7a", "no digits", "x 1 y 22 z", "٣ 4", "ñ 5"]
     generator = random.Random(5)
@@ -246,8 +246,8 @@ def test_compiled_digit_bounds_equal_the_plain_scan(monkeypatch: pytest.MonkeyPa
     compiled = [pii._digit_bounds(text) for text in texts]
     assert any(compiled)
     assert None in compiled
-    module = pii._fastscore
-    monkeypatch.setattr(pii, "_fastscore", None)
+    module = pii._pii
+    monkeypatch.setattr(pii, "_pii", None)
     assert [pii._digit_bounds(text) for text in texts] == compiled
     with pytest.raises(ValueError, match="one byte per character"):
         module.digit_bounds("дом 1")

@@ -88,7 +88,7 @@ def test_tracker_scores_open_segment_early(model: toxicity.ToxicityModel) -> Non
     assert score > 0.9  # before any sentence end arrives
 
 
-@pytest.mark.skipif(toxicity._fastscore is None, reason="extension not built")
+@pytest.mark.skipif(toxicity._toxicity is None, reason="extension not built")
 def test_compiled_split_equals_the_regular_expression(model: toxicity.ToxicityModel) -> None:
     """The compiled split of ASCII text gives the regular expression's segments."""
     rng = random.Random(3)
@@ -114,5 +114,5 @@ def test_compiled_split_equals_the_regular_expression(model: toxicity.ToxicityMo
     assert found > 300
     assert model._lexicon is not None
     with pytest.raises(ValueError, match="ASCII"):
-        toxicity._fastscore.toxicity_segments("naïve", model._lexicon, 64)
+        toxicity._toxicity.toxicity_segments("naïve", model._lexicon, 64)
     assert model.segments("naïve idiot") == model.segments_in_python("naïve idiot")

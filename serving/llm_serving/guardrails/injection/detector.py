@@ -36,8 +36,9 @@ that a heuristic score at or above `RULE_FLOOR` (several strong rules at once) i
 never overruled. The caller compares the score with the policy threshold (0.5 by
 default). Everything is compiled or loaded at construction. The inner loops of the
 similarity windows, the learned model, the token scan and (for ASCII text) the
-normalisation run compiled (`_fastscore`, built at install) and fall back to the
-plain-Python versions here, which give the same results to the last bit. The
+normalisation run compiled (the twins `_detector`, `_normalization`, `_similarity` and
+`_learned`, built at install) and fall back to the plain-Python versions, which give
+the same results to the last bit. The
 compiled similarity and learned-model loops read their weights from flat tables (one
 cache line per word, where dictionaries take several), which matters most when the
 core's caches went cold while it idled. Scoring a benign 1 KB prompt takes about
@@ -55,9 +56,10 @@ from collections.abc import Sequence
 from llm_serving.guardrails.injection import learned, normalization, quoting, rules, similarity
 
 try:
-    from llm_serving.guardrails import _fastscore
+    from llm_serving.guardrails import _tables
+    from llm_serving.guardrails.injection import _detector, _normalization
 except ImportError:  # built without a C compiler: the plain-Python loops here
-    _fastscore = None  # type: ignore[assignment]
+    _tables = _detector = _normalization = None  # type: ignore[assignment]
 
 RULE_FLOOR = 0.9
 """A rules+similarity score at or above this is kept even if the learned model disagrees.
@@ -123,9 +125,7 @@ class Detector:
             first += len(rule.need)
         self._word_groups = {word: tuple(groups) for word, groups in word_groups.items()}
         self._triggers = (
-            None
-            if _fastscore is None
-            else _fastscore.Triggers(self._word_groups, self._rule_groups)
+            None if _detector is None else _detector.Triggers(self._word_groups, self._rule_groups)
         )
         owners: dict[str, list[int]] = {}
         for number, rule in enumerate(rules.RULES):
@@ -189,12 +189,12 @@ class Detector:
     def evidence(self, text: str) -> Evidence:
         """Normalise `text`, decode its payloads, run the rules and the similarity index."""
         prepared = None
-        if _fastscore is not None and text.isascii():
-            prepared = _fastscore.prepare_ascii(
+        if _normalization is not None and text.isascii():
+            prepared = _normalization.prepare_ascii(
                 text, normalization.ASCII_FOLD, normalization.ASCII_SEPARATORS
             )
         normalized, marked, stream, clean = prepared or normalization.prepare_in_python(text)
-        # `stream` is a `_fastscore.Tokens` from the compiled pass: the words as offsets
+        # `stream` is a `_tables.Tokens` from the compiled pass: the words as offsets
         # into `marked`, which the compiled scorers read without a string per word.
         tokens, longest, blocks, met = self._scan(stream)
         views = normalization.decoded_views(text, text.lower(), longest)
@@ -242,12 +242,12 @@ class Detector:
         )
 
     def _scan(
-        self, stream: list[str] | _fastscore.Tokens
+        self, stream: list[str] | _tables.Tokens
     ) -> tuple[Sequence[str], int, int, list[tuple[int, list[int]]]]:
         """Words, longest token, blocks of 64 sentences, and the rules whose trigger
-        groups meet with their sentences (see `_fastscore.scan`)."""
-        if self._triggers is not None and _fastscore is not None:
-            return _fastscore.scan(stream, self._triggers, normalization.SENTENCE_MARK)
+        groups meet with their sentences (see `_detector.scan`)."""
+        if self._triggers is not None and _detector is not None:
+            return _detector.scan(stream, self._triggers, normalization.SENTENCE_MARK)
         if not isinstance(stream, list):
             stream = stream.stream()
         return scan_and_gate_in_python(
@@ -326,15 +326,15 @@ class Detector:
 
 
 def compiled() -> bool:
-    """Whether the scorers run their compiled loops (`_fastscore`) or the Python ones."""
-    return _fastscore is not None and learned.compiled()
+    """Whether the scorers run their compiled twins or the plain-Python versions."""
+    return _detector is not None and _normalization is not None and learned.compiled()
 
 
 def scan_in_python(
     stream: list[str], trigger_words: frozenset[str], mark: str
 ) -> tuple[list[str], int, list[dict[str, int]]]:
     """Words, longest token, and the trigger words' sentences (with `gate_in_python`,
-    the reference for `_fastscore.scan`).
+    the reference for `_detector.scan`).
 
     `stream` is the rule tokens of the marked text, `mark` standing for a sentence
     boundary. The last item holds, per block of 64 sentences, a dict from each trigger
@@ -370,7 +370,7 @@ def gate_in_python(
     word to sentence bits. Returns, in rule order, each rule that has groups and
     meets every one somewhere in the prompt, with per block the bits of the sentences
     that meet all of them. Over `scan_in_python`, the plain-Python version of
-    `_fastscore.scan`.
+    `_detector.scan`.
     """
     table: list[dict[int, int]] = []
     for masks in block_masks:
@@ -400,7 +400,7 @@ def scan_and_gate_in_python(
     rule_groups: list[tuple[int, int]],
     mark: str,
 ) -> tuple[list[str], int, int, list[tuple[int, list[int]]]]:
-    """`scan_in_python` then `gate_in_python`, shaped as `_fastscore.scan` returns them:
+    """`scan_in_python` then `gate_in_python`, shaped as `_detector.scan` returns them:
     words, longest token, blocks of 64 sentences, and the rules whose groups meet."""
     tokens, longest, block_masks = scan_in_python(stream, trigger_words, mark)
     met = gate_in_python(word_groups, rule_groups, block_masks)

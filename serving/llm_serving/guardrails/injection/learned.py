@@ -34,7 +34,7 @@ is in 0..1, and 0.5 is the operating point chosen by cross-validation. Per-token
 (gloss, unigram weight, character-gram sum) is cached by token, so a typical prompt
 costs one dictionary lookup per token, and long texts add prefix sums over the tokens.
 With the compiled module the values of the words the model knows, its bigram weights
-and its character n-gram weights sit in flat tables (`_fastscore.Vocabulary`): one
+and its character n-gram weights sit in flat tables (`_learned.Vocabulary`): one
 probe, usually one cache line, per word, which matters most on a core whose caches
 went cold while it idled. A word the model does not know gets its n-gram sum there
 too, and is remembered for the next time.
@@ -60,9 +60,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 try:
-    from llm_serving.guardrails import _fastscore
+    from llm_serving.guardrails.injection import _learned
 except ImportError:  # built without a C compiler: the plain-Python loops below
-    _fastscore = None  # type: ignore[assignment]
+    _learned = None  # type: ignore[assignment]
 
 WINDOW = 128
 STRIDE = 64
@@ -274,7 +274,7 @@ def _window_value(word_sum: float, word_count: int, char_sum: float, char_count:
 
 
 def _text_logit(entries: list[_TokenWeights]) -> float:
-    """`Model.text_logit` over the token entries in plain Python (see `_fastscore`)."""
+    """`Model.text_logit` over the token entries in plain Python (see `_learned`)."""
     count = len(entries)
     # C-level maps and sums: no Python frame per token.
     glossed, unigram, char_sum, char_count, following = zip(*entries, strict=True)
@@ -307,8 +307,8 @@ def _text_logit(entries: list[_TokenWeights]) -> float:
 
 
 def compiled() -> bool:
-    """Whether `Model.text_logit` runs the compiled loop (`_fastscore`)."""
-    return _fastscore is not None
+    """Whether `Model.text_logit` runs the compiled loop (`_learned`)."""
+    return _learned is not None
 
 
 def _sigmoid(value: float) -> float:
@@ -355,11 +355,11 @@ class Model:
         for token in itertools.chain(self.unigrams, GLOSS, pair_ids):
             self._token(token)
         self._seed = dict(self._token_cache)
-        # The compiled path reads the same values from flat tables (`_fastscore.Vocabulary`).
-        self._vocabulary: _fastscore.Vocabulary | None = None
-        if _fastscore is not None:
+        # The compiled path reads the same values from flat tables (`_learned.Vocabulary`).
+        self._vocabulary: _learned.Vocabulary | None = None
+        if _learned is not None:
             words = {token: self._values(entry) for token, entry in self._seed.items()}
-            self._vocabulary = _fastscore.Vocabulary(
+            self._vocabulary = _learned.Vocabulary(
                 words,
                 pairs,
                 self.chars,
@@ -421,8 +421,8 @@ class Model:
 
     def _token(self, token: str) -> _TokenWeights:
         """Gloss, unigram weight, summed character-gram weight, gram count, bigram row."""
-        if _fastscore is not None:
-            gram_sum, gram_count = _fastscore.char_gram_sum(
+        if _learned is not None:
+            gram_sum, gram_count = _learned.char_gram_sum(
                 token, self.chars, CHAR_MIN, CHAR_MAX, CHAR_WORD_CHARS
             )
         else:
@@ -454,8 +454,8 @@ class Model:
         """Best window's word plus character contribution (without bias or extras)."""
         if not words:
             return 0.0
-        if self._vocabulary is not None and _fastscore is not None:
-            return _fastscore.vocabulary_logit(
+        if self._vocabulary is not None and _learned is not None:
+            return _learned.vocabulary_logit(
                 self._vocabulary,
                 words,
                 self._fallback,

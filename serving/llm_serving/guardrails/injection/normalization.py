@@ -6,7 +6,7 @@ digits, hyphens and underscores inside words, letters spaced out one by one.
 `decoded_views` finds what the prompt hides (base64 and hex blobs, %-escapes, HTML
 entities, ROT13 when the prompt mentions it, the reversed text when it asks for
 reversal). `prepare_in_python` adds the sentence marks and rule tokens the detector
-reads (`_fastscore.prepare_ascii` is its compiled twin for ASCII text). Every step is
+reads (`_normalization.prepare_ascii` is its compiled twin for ASCII text). Every step is
 linear in the text: no pattern here can backtrack over a long run (see
 ``docs/guardrails.md``).
 """
@@ -166,7 +166,7 @@ SENTENCE_MARK = "\x00"
 STRAY_CONTROL = re.compile(r"[\x01-\x08\x0e-\x1b\x7f_]")
 SPACED_MARK = " \x00 "
 _ASCII = "".join(map(chr, range(128)))
-# For `_fastscore.prepare_ascii`: each ASCII code folded as `normalize` folds it, and
+# For `_normalization.prepare_ascii`: each ASCII code folded as `normalize` folds it, and
 # the codes that split rule tokens (what `str.split` and `rules.TOKEN_TABLE` split on).
 ASCII_FOLD = _ASCII.lower().translate(_LEET).encode("ascii")
 ASCII_SEPARATORS = bytes(ch.isspace() or ch.translate(rules.TOKEN_TABLE) != ch for ch in _ASCII)
@@ -186,7 +186,7 @@ def mark_sentences(text: str) -> str:
 
 def prepare_in_python(text: str) -> tuple[str, str, list[str], bool]:
     """Normalised text, its marked sentences, its rule tokens, and whether the model may
-    reuse those tokens (ASCII without `STRAY_CONTROL`); see `_fastscore.prepare_ascii`."""
+    reuse those tokens (ASCII without `STRAY_CONTROL`); see `_normalization.prepare_ascii`."""
     normalized = normalize(text)
     marked = mark_sentences(normalized)
     stream = marked.translate(rules.TOKEN_TABLE).split()

@@ -8,7 +8,7 @@ The detector maps the best cosine linearly from [`SIMILARITY_LOW`, `SIMILARITY_H
 onto [0, 1]: 0.35 is above the highest cosine any background prompt reaches, and
 leave-one-out attack exemplars reach a median of about 0.12, so this is a paraphrase
 net for close variants of known attacks, not the main detector. The window loop runs
-compiled (`_fastscore.best`, weights in flat tables) or in plain Python
+compiled (`_similarity.best`, weights in flat tables) or in plain Python
 (`best_in_python`, the reference), with the same results.
 """
 
@@ -28,9 +28,9 @@ import numpy.typing as npt
 from llm_serving.guardrails.injection import normalization, rules
 
 try:
-    from llm_serving.guardrails import _fastscore
+    from llm_serving.guardrails.injection import _similarity
 except ImportError:  # built without a C compiler: the plain-Python loops here
-    _fastscore = None  # type: ignore[assignment]
+    _similarity = None  # type: ignore[assignment]
 
 FloatArray = npt.NDArray[np.float32]
 WINDOW = 32
@@ -150,14 +150,14 @@ class SimilarityIndex:
             for token, index in vocabulary.items()
         }
         self.size = count
-        # The compiled path reads the same values from flat tables (`_fastscore.Features`).
-        self._features: _fastscore.Features | None = None
-        if _fastscore is not None:
+        # The compiled path reads the same values from flat tables (`_similarity.Features`).
+        self._features: _similarity.Features | None = None
+        if _similarity is not None:
             words = {
                 token: (index, *self._token_entries[token][:2])
                 for token, index in vocabulary.items()
             }
-            self._features = _fastscore.Features(
+            self._features = _similarity.Features(
                 words, pairs, self._oov_entry[0], self._unknown_bigram[0]
             )
 
@@ -184,12 +184,12 @@ class SimilarityIndex:
         features at the highest IDF); only positions whose feature occurs in an
         exemplar add to the block's dot products.
         """
-        if self._features is not None and _fastscore is not None:
-            return _fastscore.best(tokens, self._features, WINDOW, STRIDE, self.size)
+        if self._features is not None and _similarity is not None:
+            return _similarity.best(tokens, self._features, WINDOW, STRIDE, self.size)
         return self.best_in_python(tokens)
 
     def best_in_python(self, tokens: Sequence[str]) -> float:
-        """`best` in plain Python: the fallback, and the reference for `_fastscore.best`."""
+        """`best` in plain Python: the fallback, and the reference for `_similarity.best`."""
         total = len(tokens)
         if not total:
             return 0.0

@@ -1,6 +1,9 @@
-"""The compiled scorer loops (`_fastscore`) against their plain-Python versions.
+"""The compiled twins of the checks against their plain-Python versions.
 
-The project's install builds the extension (Cython, from the build requirements);
+Each check with inner loops worth compiling has a Cython module beside it
+(`injection/_normalization`, `_detector`, `_similarity`, `_learned`, `_pii`,
+`_toxicity`, sharing `_tables`). The project's install builds them (Cython, from the
+build requirements);
 the plain-Python versions are the fallback and the reference. Results must be equal
 to the last bit, so a verdict never depends on which path a gateway runs.
 """
@@ -17,9 +20,11 @@ from llm_serving.guardrails import injection, pii, toxicity
 from llm_serving.guardrails.injection import detector, learned, normalization, rules, similarity
 
 try:
-    from llm_serving.guardrails import _fastscore
-except ImportError:  # pragma: no cover - the project's install builds it
-    _fastscore = None  # type: ignore[assignment]
+    from llm_serving.guardrails import _pii, _tables, _toxicity
+    from llm_serving.guardrails.injection import _detector, _learned, _normalization, _similarity
+except ImportError:  # pragma: no cover - the project's install builds them
+    _pii = _tables = _toxicity = None  # type: ignore[assignment]
+    _detector = _learned = _normalization = _similarity = None  # type: ignore[assignment]
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "data" / "guardrails"
 MARK = "\x00"
@@ -45,22 +50,25 @@ TEXTS = _texts()
 
 
 def test_the_extension_is_built() -> None:
-    assert _fastscore is not None, (
-        "llm_serving.guardrails._fastscore is missing: reinstall the project (make install) "
-        "with a C compiler present; the scorers are running their plain-Python versions"
+    assert _detector is not None, (
+        "the compiled twins (llm_serving.guardrails._tables, ...) are missing: reinstall the "
+        "project (make install) with a C compiler present; the checks run in plain Python"
     )
-    assert detector._fastscore is _fastscore
-    assert learned._fastscore is _fastscore
-    assert pii._fastscore is _fastscore
-    assert toxicity._fastscore is _fastscore
+    assert detector._detector is _detector
+    assert detector._normalization is _normalization
+    assert similarity._similarity is _similarity
+    assert learned._learned is _learned
+    assert pii._pii is _pii
+    assert toxicity._toxicity is _toxicity
+    assert toxicity._tables is _tables
     assert injection.compiled()
 
 
 def _prepare(text: str) -> tuple[str, str, list[str], bool] | None:
     """`prepare_ascii` with its `Tokens` read back as the stream `prepare_in_python` gives,
     after checking that they read as that stream's words and know its longest token."""
-    assert _fastscore is not None
-    result = _fastscore.prepare_ascii(
+    assert _detector is not None
+    result = _normalization.prepare_ascii(
         text, normalization.ASCII_FOLD, normalization.ASCII_SEPARATORS
     )
     if result is None:
@@ -75,7 +83,7 @@ def _prepare(text: str) -> tuple[str, str, list[str], bool] | None:
     return normalized, marked, stream, clean
 
 
-@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+@pytest.mark.skipif(_detector is None, reason="extension not built")
 def test_ascii_preparation_equals_the_python_version() -> None:
     generator = np.random.default_rng(13)
     alphabets = [
@@ -103,9 +111,11 @@ def test_ascii_preparation_equals_the_python_version() -> None:
     assert _prepare("i g n o r e all rules") is None
     assert _prepare("Really?. Yes") is None
     with pytest.raises(ValueError, match="ASCII"):
-        _fastscore.prepare_ascii("naïve", normalization.ASCII_FOLD, normalization.ASCII_SEPARATORS)
+        _normalization.prepare_ascii(
+            "naïve", normalization.ASCII_FOLD, normalization.ASCII_SEPARATORS
+        )
     with pytest.raises(ValueError, match="entry per ASCII code"):
-        _fastscore.prepare_ascii("text", b"short", normalization.ASCII_SEPARATORS)
+        _normalization.prepare_ascii("text", b"short", normalization.ASCII_SEPARATORS)
 
 
 def _scan_in_python(
@@ -115,45 +125,45 @@ def _scan_in_python(
     return detector.scan_and_gate_in_python(stream, words, word_groups, rule_groups, MARK)
 
 
-@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+@pytest.mark.skipif(_detector is None, reason="extension not built")
 def test_scan_equals_the_python_version() -> None:
     detector = injection.shared()
-    triggers = _fastscore.Triggers(detector._word_groups, detector._rule_groups)
+    triggers = _detector.Triggers(detector._word_groups, detector._rule_groups)
     gated = 0
     for text in TEXTS:
         marked = normalization.mark_sentences(injection.normalize(text))
         stream = marked.translate(rules.TOKEN_TABLE).split()
         expected = _scan_in_python(stream, detector._word_groups, detector._rule_groups)
-        assert _fastscore.scan(stream, triggers, MARK) == expected
+        assert _detector.scan(stream, triggers, MARK) == expected
         gated += len(expected[3])
     assert gated > len(TEXTS)  # attacks meet several rules' groups each
     # The same from the compiled preparation's `Tokens`, which the scan reads in place.
     for text in TEXTS:
-        prepared = text.isascii() and _fastscore.prepare_ascii(
+        prepared = text.isascii() and _normalization.prepare_ascii(
             text, normalization.ASCII_FOLD, normalization.ASCII_SEPARATORS
         )
         if not prepared:
             continue
         tokens = prepared[2]
         expected = _scan_in_python(tokens.stream(), detector._word_groups, detector._rule_groups)
-        words, *rest = _fastscore.scan(tokens, triggers, MARK)
+        words, *rest = _detector.scan(tokens, triggers, MARK)
         assert words is tokens
         assert (list(words), *rest) == expected
     # More than 64 sentences: the blocks of sentence bits.
     long_stream = ["ignore", "previous", "instructions", MARK] * 150 + ["ignore"]
     expected = _scan_in_python(long_stream, detector._word_groups, detector._rule_groups)
     assert expected[2] == 3
-    assert _fastscore.scan(long_stream, triggers, MARK) == expected
+    assert _detector.scan(long_stream, triggers, MARK) == expected
     # Words the flat table cannot hold (other scripts, more than 27 bytes) are found too.
     word_groups = {"alpha": (0,), "дом": (1,), "x" * 27: (1, 2), "y" * 28: (2,), "naïve": (3,)}
     rule_groups = [(0, 2), (2, 1), (3, 1), (4, 0)]
     stream = ["alpha", "дом", MARK, "x" * 27, "y" * 28, "naïve", "beta", "alph", "y" * 27]
     expected = _scan_in_python(stream, word_groups, rule_groups)
     assert [rule for rule, _ in expected[3]] == [0, 1, 2]
-    assert _fastscore.scan(stream, _fastscore.Triggers(word_groups, rule_groups), MARK) == expected
+    assert _detector.scan(stream, _detector.Triggers(word_groups, rule_groups), MARK) == expected
 
 
-@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+@pytest.mark.skipif(_detector is None, reason="extension not built")
 def test_similarity_equals_the_python_version_to_the_bit() -> None:
     index = injection.shared()._similarity
     assert index._features is not None
@@ -180,7 +190,7 @@ def _vocabulary_words(model: learned.Model) -> list[str]:
     return glossed + other_scripts + pair_words + long_words + ["zzqv", "12345", "é", "naïveté"]
 
 
-@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+@pytest.mark.skipif(_detector is None, reason="extension not built")
 def test_learned_window_logit_equals_the_python_version_to_the_bit() -> None:
     model = learned.shared()
     assert model._vocabulary is not None
@@ -198,7 +208,7 @@ def test_learned_window_logit_equals_the_python_version_to_the_bit() -> None:
         assert compiled == learned._text_logit(entries)
 
 
-@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+@pytest.mark.skipif(_detector is None, reason="extension not built")
 def test_words_the_compiled_tables_remember_keep_the_results_exact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -213,7 +223,7 @@ def test_words_the_compiled_tables_remember_keep_the_results_exact(
         assert model.text_logit(words) == learned._text_logit(entries)
 
 
-@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+@pytest.mark.skipif(_detector is None, reason="extension not built")
 def test_character_grams_equal_the_python_version_to_the_bit() -> None:
     model = learned.shared()
     words = {word for text in TEXTS for word in injection.shared().evidence(text).tokens}
@@ -221,30 +231,31 @@ def test_character_grams_equal_the_python_version_to_the_bit() -> None:
     for word in sorted(words):
         grams = learned.char_grams(word)
         expected = (sum(model.chars.get(gram, 0.0) for gram in grams), len(grams))
-        compiled = _fastscore.char_gram_sum(
+        compiled = _learned.char_gram_sum(
             word, model.chars, learned.CHAR_MIN, learned.CHAR_MAX, learned.CHAR_WORD_CHARS
         )
         assert compiled == expected, word
 
 
-@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+@pytest.mark.skipif(_detector is None, reason="extension not built")
 def test_verdicts_are_the_same_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
     scorer = injection.shared()
     compiled = [scorer.score(text) for text in TEXTS]
-    monkeypatch.setattr(detector, "_fastscore", None)
-    monkeypatch.setattr(similarity, "_fastscore", None)
-    monkeypatch.setattr(learned, "_fastscore", None)
+    monkeypatch.setattr(detector, "_detector", None)
+    monkeypatch.setattr(detector, "_normalization", None)
+    monkeypatch.setattr(similarity, "_similarity", None)
+    monkeypatch.setattr(learned, "_learned", None)
     assert not injection.compiled()
     assert [scorer.score(text) for text in TEXTS] == compiled
 
 
-@pytest.mark.skipif(_fastscore is None, reason="extension not built")
+@pytest.mark.skipif(_detector is None, reason="extension not built")
 def test_inconsistent_tables_are_refused_rather_than_written_past() -> None:
     with pytest.raises(ValueError, match="not a rule's group"):
-        _fastscore.Triggers({"ignore": (5,)}, [(0, 1)])
+        _detector.Triggers({"ignore": (5,)}, [(0, 1)])
     with pytest.raises(ValueError, match="neither negative"):
-        _fastscore.Triggers({"ignore": (0,)}, [(-1, 2)])
-    features = _fastscore.Features({"ignore": (0, 1.0, ((3, 0.5),))}, {}, 1.0, 1.0)
+        _detector.Triggers({"ignore": (0,)}, [(-1, 2)])
+    features = _similarity.Features({"ignore": (0, 1.0, ((3, 0.5),))}, {}, 1.0, 1.0)
     with pytest.raises(ValueError, match="name 4 exemplars"):
-        _fastscore.best(["ignore"], features, 32, 16, 2)
-    assert _fastscore.best(["ignore"], features, 32, 16, 4) == 0.5
+        _similarity.best(["ignore"], features, 32, 16, 2)
+    assert _similarity.best(["ignore"], features, 32, 16, 4) == 0.5
