@@ -1,7 +1,7 @@
 """The installation's default guardrail policy (`llm-operator run --guardrail-defaults FILE`).
 
 A file (JSON or YAML) with the keys of an LLMDeployment's `spec.guardrails` but
-`enabled`: `input`, `output`, `apiKeys`, `cache`, `pricing`, `maxBodyBytes`. For an
+`enabled` (`input`, `output`, `apiKeys`, `cache`, ...: `ALLOWED`). For an
 LLMDeployment with guardrails on, every key its stored `spec.guardrails` leaves out is
 taken from the file, recursively; what the spec sets wins. (The API server fills the
 CRD's defaults into the objects the user wrote, so inside an object the user wrote
@@ -23,7 +23,12 @@ import yaml
 
 from llm_serving import policy
 
-ALLOWED = ("input", "output", "apiKeys", "cache", "pricing", "maxBodyBytes")
+#: The keys a defaults file may hold: every field of the policy but `enabled`.
+ALLOWED = tuple(
+    field.alias or name
+    for name, field in policy.GuardrailPolicy.model_fields.items()
+    if name != "enabled"
+)
 
 
 def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:

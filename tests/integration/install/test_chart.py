@@ -76,6 +76,7 @@ def test_helm_lint_strict(helm: pathlib.Path, values: pathlib.Path | None) -> No
         ("metrics.port=99999", "/metrics/port"),
         ("leaderElection.renewDeadlineSeconds=15", "renewDeadlineSeconds must be shorter"),
         ("gateway.defaultPolicy.inptu.pii.action=block", "'inptu' not allowed"),
+        ("gateway.defaultPolicy.input.pii.action=shout", "/gateway/defaultPolicy/input/pii/action"),
     ],
 )
 def test_a_wrong_value_fails_naming_it(helm: pathlib.Path, setting: str, message: str) -> None:

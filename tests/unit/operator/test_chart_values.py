@@ -7,6 +7,7 @@ objects refuse unknown keys), so neither can drift from the other.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Any
 
@@ -80,3 +81,16 @@ def test_every_value_is_documented_and_known_to_the_schema() -> None:
     # Every top-level value of the schema is in values.yaml (the defaults are explicit).
     values = yaml.safe_load(VALUES_TEXT)
     assert sorted(set(SCHEMA["properties"]) - {"global"}) == sorted(values)
+
+
+def test_default_policy_schema_is_generated_from_the_crd() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "chart_schema", conftest.ROOT / "hack" / "chart_schema.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.render() == (CHART / "values.schema.json").read_text(encoding="utf-8"), (
+        "values.schema.json is stale: run `make crds` and commit the result"
+    )
