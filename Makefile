@@ -53,6 +53,10 @@ docs: install ## regenerate docs/api-reference.md and docs/planning-tables.md fr
 dashboards: install ## regenerate charts/llm-operator/dashboards/*.json from the dashboards' Python
 	$(BIN)/python -m llm_operator.dashboards.render charts/llm-operator/dashboards
 
+.PHONY: dashboard-pictures
+dashboard-pictures: install tools ## redraw docs/dashboards/*.png from a real Prometheus under load (the integration check)
+	LLM_OPERATOR_DASHBOARD_PICTURES=$(CURDIR)/docs/dashboards $(BIN)/pytest -q tests/integration/test_observability.py
+
 .PHONY: golden
 golden: install ## rewrite the golden files of the builders from the examples
 	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/operator/test_golden.py

@@ -3,8 +3,10 @@
 The shipped table (`data/gpu_prices.yaml`) holds placeholders; `llm-operator run
 --gpu-prices FILE` loads another one with the same shape. `metrics` prices the
 GPU-hours each LLMDeployment holds with it. A GPU type is the value of
-`spec.resources.gpuType`; deployments that name none are `unspecified`, priced at the
-table's `default` like every type it does not list.
+`spec.resources.gpuType` as the node label `nvidia.com/gpu.product` holds it (a short
+name such as `H100-80GB` is resolved through the GPU catalog); deployments that name
+none are `unspecified`, priced at the table's `default` like every type it does not
+list.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import pathlib
 
 import pydantic
 import yaml
+
+from llm_operator.planning import gpus
 
 UNSPECIFIED = "unspecified"
 DEFAULT = "default"
@@ -42,8 +46,10 @@ class PriceTable(pydantic.BaseModel):
 
 
 def gpu_type(spec_gpu_type: str | None) -> str:
-    """The GPU type label of a deployment whose spec names `spec_gpu_type` (or none)."""
-    return spec_gpu_type or UNSPECIFIED
+    """The GPU type label of a deployment whose spec names `spec_gpu_type` (or none): the
+    node label value (nvidia.com/gpu.product) the GPU catalog gives a short name such as
+    `H100-80GB`, or the value itself."""
+    return gpus.node_label(spec_gpu_type) if spec_gpu_type else UNSPECIFIED
 
 
 def parse(text: str, source: str) -> PriceTable:

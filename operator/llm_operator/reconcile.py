@@ -165,6 +165,14 @@ def reconcile(
             except errors.InvalidSpecError:
                 result = "invalid_spec"
                 raise
+            except Exception:
+                # Still counted (phase from its status, Unknown when it has none) while
+                # its passes fail, so the fleet's figures do not leave it out.
+                if (namespace, name) not in metrics.FLEET.names():
+                    current = fresh.get("status") or {}
+                    unknown = metrics.snapshot(current, [], "", pricing.UNSPECIFIED)
+                    metrics.FLEET.observe(namespace, name, unknown)
+                raise
             result = "success"
             return outcome
     finally:

@@ -33,6 +33,10 @@ class Query:
     where: str  # the panel's title, `annotation NAME` or `variable NAME`
     expr: str
 
+    @property
+    def annotation(self) -> bool:
+        return self.where.startswith("annotation ")
+
     def __str__(self) -> str:
         return f"{self.dashboard}: {self.where}: {self.expr}"
 

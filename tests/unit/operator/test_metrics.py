@@ -218,6 +218,15 @@ def test_price_table_shipped_and_invalid(tmp_path: pathlib.Path) -> None:
     assert "prices.NVIDIA-L4" in result.stderr
 
 
+def test_gpu_type_is_the_node_label() -> None:
+    assert pricing.gpu_type("H100-80GB") == "NVIDIA-H100-80GB-HBM3"
+    assert pricing.gpu_type("NVIDIA-L4") == "NVIDIA-L4"
+    assert pricing.gpu_type("Some-Future-GPU") == "Some-Future-GPU"
+    assert pricing.gpu_type(None) == "unspecified"
+    shipped = pricing.default_table()
+    assert shipped.price(pricing.gpu_type("H100-80GB")) != shipped.default
+
+
 def test_set_prices_exposes_the_table() -> None:
     metrics.set_prices(PRICES)
     try:
