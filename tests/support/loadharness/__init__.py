@@ -4,8 +4,9 @@ The simulated GPU nodes (kwok) run no containers, so a Ready Pod serves nothing.
 This package fills that in with real processes and a real Prometheus:
 
 - `prometheus.Prometheus.start(workdir)`: the project's pinned Prometheus (`make
-  tools`), 1 s scrapes, targets from file-based service discovery; `query(expr)`,
-  `value(expr)` run PromQL through its HTTP API.
+  tools`, started by `tests.support.prometheus`), 1 s scrapes, targets from
+  file-based service discovery (`set_targets`); `value(expr)` sums an instant query,
+  `server` has the rest of the HTTP API.
 - `replicas.Replicas(api_client, prometheus, workdir, engine)`: for each Ready Pod of
   a watched LLMDeployment on a simulated GPU node, one `llm-serving sim` behind one
   `llm-serving gateway` on loopback ports (with the LLMDeployment's guardrail
@@ -26,7 +27,7 @@ that run every dashboard query on real data. Every process it starts, it stops.
 
 from tests.support.loadharness.harness import Harness
 from tests.support.loadharness.load import PENDING_METRIC, LoadGenerator
-from tests.support.loadharness.prometheus import Prometheus, PrometheusError, Target
+from tests.support.loadharness.prometheus import Prometheus, Target
 from tests.support.loadharness.replicas import EngineSettings, Replicas, wait_until
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "Harness",
     "LoadGenerator",
     "Prometheus",
-    "PrometheusError",
     "Replicas",
     "Target",
     "wait_until",
