@@ -61,9 +61,9 @@ def _finditer(pattern: re.Pattern[str], label: str) -> regex_support.Maker:
 
 
 def _once(pattern: re.Pattern[str], text: str) -> float:
-    start = time.perf_counter()
+    start = time.thread_time()
     list(pattern.finditer(text))
-    return time.perf_counter() - start
+    return time.thread_time() - start
 
 
 def test_every_pattern_is_linear_on_its_attacks(compiled: dict[str, re.Pattern[str]]) -> None:
