@@ -237,6 +237,14 @@ def test_builtin_without_a_signal_claims_nothing(
     assert "holding 2 replicas" in _active(obj)["message"]
     assert obj["status"].get("queueDepth") is None
     assert _replicas(plane, namespace, name) == 2
+    warned = cluster.wait_for(
+        "a Warning after three failed readings",
+        lambda: _events(plane, namespace, name, "MetricsUnreachable")
+        or _events(plane, namespace, name, "NoReadyPods"),
+        timeout=30,
+    )
+    assert warned[0].type == "Warning"
+    assert "cannot read its signal" in warned[0].message
 
 
 def test_advise_mode_decides_and_changes_nothing(

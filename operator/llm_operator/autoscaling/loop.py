@@ -13,8 +13,8 @@ refreshed every few seconds) and steps each one whose polling interval has passe
 4. when the count changes (mode scale), run a reconcile pass, which writes the new
    count into the Deployment (the operator is its only writer) and status, and post
    an Event; otherwise write status only (`reconcile.refresh_status`). Events also
-   mark the signal lost and found again, a GPU shortage starting, and in mode advise
-   each new recommendation.
+   mark three failed readings in a row and the first good one after them, a GPU
+   shortage starting, and in mode advise each new recommendation.
 
 A failure for one object is logged and retried at its next interval; it never stops
 the loop.
@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 #: How often the loop wakes, and how often it lists the LLMDeployments again.
 TICK_SECONDS = 1.0
 LIST_SECONDS = 5.0
+FAILURES_BEFORE_WARNING = 3
 
 
 @dataclasses.dataclass
@@ -54,7 +55,9 @@ class _Tracked:
     last_read_time: str | None = None
     last_scale_time: str | None = None
     previous: decision.Decision | None = None
-    previous_error: str | None = None
+    # Readings failed in a row, and whether a Warning said so (a SignalRead Event follows).
+    failures: int = 0
+    warned: bool = False
 
 
 def _unschedulable(pods: list[dict[str, Any]]) -> int:
@@ -279,7 +282,6 @@ class Loop:
             await asyncio.to_thread(reconcile.refresh_status, client, obj, options)
         await self._transition_events(client, obj, made, reading, tracked, scaling_now)
         tracked.previous = made
-        tracked.previous_error = reading.error
         return made
 
     async def _transition_events(
@@ -293,17 +295,21 @@ class Loop:
     ) -> None:
         before = tracked.previous
         events: list[tuple[str, str, str]] = []
-        was_fresh = before.fresh if before is not None else True
-        if was_fresh and not made.fresh:
+        # A Warning after three failed readings in a row (one is often just a first scrape
+        # not done yet), and a Normal Event when a reading works again after it.
+        tracked.failures = tracked.failures + 1 if reading.value is None else 0
+        if tracked.failures == FAILURES_BEFORE_WARNING:
+            tracked.warned = True
             events.append(
                 (
                     "Warning",
                     reading.error or "NoSignal",
-                    f"autoscaler signal lost: {reading.detail or made.message}; holding "
-                    f"{made.desired} replicas",
+                    f"the autoscaler cannot read its signal: {reading.detail or made.message}; "
+                    f"holding {made.desired} replicas",
                 )
             )
-        elif before is not None and not was_fresh and made.fresh:
+        elif reading.value is not None and tracked.warned:
+            tracked.warned = False
             events.append(("Normal", "SignalRead", f"autoscaler signal read from {reading.source}"))
         gpu = decision.Limit.GPU_SHORTAGE
         if made.limit is gpu and (before is None or before.limit is not gpu):
