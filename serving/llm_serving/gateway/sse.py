@@ -201,6 +201,7 @@ class StreamFilter:
     ) -> None:
         self._guard = guard
         self._limits = limits or policy.CheckLimits()
+        self._max_chars = self._limits.max_checked_chars
         self._scanned = 0  # characters of text fed to the scanners
         self._chat = chat
         self._forward_usage = forward_usage
@@ -287,7 +288,7 @@ class StreamFilter:
             return True
         state = self._state(choice)
         self._scanned += _chars(choice, self._chat)
-        if self._scanned > self._limits.max_checked_chars:
+        if self._scanned > self._max_chars:
             refused = pipeline.over_limit(self._scanned, self._limits, "answer")
             if refused is not None:
                 raise _Blocked(refused)

@@ -119,6 +119,7 @@ class Upstream:
             total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}  # parsed once per path, not per request
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -141,9 +142,11 @@ class Upstream:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self.timeout,
-                auto_decompress=True,
+                # The engine on loopback does not compress; the judge and an embedding
+                # service answer JSON the gateway reads whole, uncompressed too.
+                auto_decompress=False,
                 raise_for_status=False,
-                skip_auto_headers=("User-Agent",),
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 # One session serves every client: a cookie set by a service must not
                 # be replayed on other clients' requests (and nothing is stored per call).
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -181,7 +184,9 @@ class Upstream:
         body: bytes | None = None,
     ) -> EngineResponse:
         """Send a request and return the response with its headers read; the caller closes it."""
-        url = self.base_url + path
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = yarl.URL(self.base_url + path)
         for number in range(2):
             attempt = _Attempt()
             try:
