@@ -48,16 +48,6 @@ class EventWriter:
         await self._send(data)
 
     async def _send(self, data: bytes) -> None:
-        transport = self._request.transport
-        if (
-            self.response.prepared
-            and transport is not None
-            and not transport.get_write_buffer_size()
-        ):
-            # The socket takes it at once: nothing can wait, so no timer is needed.
-            if data:
-                await self.response.write(data)
-            return
         try:
             async with asyncio.timeout(self._timeout):
                 if not self.response.prepared:
