@@ -130,3 +130,7 @@ run: install ## run the operator against the current kubeconfig
 .PHONY: bench
 bench: install ## benchmarks with printed tables
 	$(BIN)/python bench/gateway.py
+
+.PHONY: bench-offload
+bench-offload: install ## the event loop's lag while a long prompt is checked: loop, thread, process
+	$(BIN)/python bench/offload.py

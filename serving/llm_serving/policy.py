@@ -227,8 +227,10 @@ class InputGuardrails(Model):
     max_prompt_tokens: int | None = pydantic.Field(
         None,
         ge=1,
-        description="Reject prompts longer than this many tokens (counted with the model's "
-        "tokenizer.json when mounted, estimated otherwise). Unset means no limit.",
+        description="Reject prompts longer than this many tokens, all texts of a request "
+        "together. The gateway estimates the count (one token per four ASCII characters, one "
+        "per other character); the operator mounts no tokenizer. Unset: the engine's context "
+        "length when the spec states it (engine.maxModelLen), else no limit.",
     )
     prompt_injection: PromptInjectionCheck = pydantic.Field(
         default_factory=PromptInjectionCheck, description="Prompt-injection detection."

@@ -57,6 +57,15 @@ class Settings:
     offload_chars: int = 32 * 1024
     #: Seconds a worker may spend on one request's checks before it is replaced (503).
     check_timeout: float = 60.0
+    #: Seconds a request head may take to arrive (from the connection or the previous
+    #: answer); an idle keep-alive connection is closed after as long.
+    head_timeout: float = 15.0
+    #: Seconds a request body may take to arrive whole (408 and a close past it).
+    body_timeout: float = 60.0
+    #: Seconds one write of a streamed answer may wait for a client that does not read.
+    write_timeout: float = 60.0
+    #: Seconds the requests in progress get to finish when the gateway stops.
+    shutdown_timeout: float = 30.0
 
 
 class PolicyError(Exception):

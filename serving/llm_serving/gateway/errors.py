@@ -4,7 +4,7 @@ Every response the gateway itself refuses or fails carries the body clients of t
 OpenAI API already parse, `{"error": {"message", "type", "param", "code"}}`, with a
 fitting HTTP status (and `Retry-After` where waiting helps). Handlers raise
 `GatewayError`; the request handler in `app.py` turns it, and anything unexpected,
-into such a response (`httpd.error_response`), so there is never a bare 500 or an
+into such a response (`connections.json_error`), so there is never a bare 500 or an
 HTML error page. Messages never quote the prompt or the completion.
 """
 
@@ -116,11 +116,12 @@ def method_not_allowed(method: str, allowed: set[str] | frozenset[str]) -> Gatew
     )
 
 
-def headers_too_large(limit: int) -> GatewayError:
-    """HTTP 431 for a request line and headers over `limit` bytes together."""
+def headers_too_large(max_line: int, max_headers: int) -> GatewayError:
+    """HTTP 431 for a request head over the server's limits."""
     return GatewayError(
         431,
-        f"The request line and headers are larger than {limit} bytes.",
+        f"The request head is too large: at most {max_headers} headers, and {max_line} bytes "
+        "for the request line and for each header.",
         "invalid_request_error",
         "headers_too_large",
     )
@@ -134,6 +135,16 @@ def unsupported_media_type(content_type: str) -> GatewayError:
         f"Content-Type must be application/json, not {shown}.",
         "invalid_request_error",
         "unsupported_media_type",
+    )
+
+
+def request_timeout(seconds: float) -> GatewayError:
+    """HTTP 408 for a body that did not arrive whole in time."""
+    return GatewayError(
+        408,
+        f"The request body did not arrive within {seconds:g} seconds.",
+        "invalid_request_error",
+        "request_timeout",
     )
 
 

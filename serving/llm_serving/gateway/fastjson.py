@@ -63,13 +63,23 @@ def loads(data: bytes | str) -> Any:
     where `json.loads` would raise `RecursionError`).
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    return _parse(raw, data, _parse_constant, _parse_float)
+
+
+def _parse(
+    raw: bytes,
+    data: bytes | str,
+    parse_constant: Callable[[str], float],
+    parse_float: Callable[[str], float],
+) -> Any:
+    """orjson when it gives `json`'s result, else `json` with these number parsers."""
     if _LONG_NUMBER not in raw.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
     try:
-        return json.loads(data, parse_constant=_parse_constant, parse_float=_parse_float)
+        return json.loads(data, parse_constant=parse_constant, parse_float=parse_float)
     except RecursionError:
         raise NotJSONError("the document is nested too deeply") from None
 
@@ -88,15 +98,7 @@ def _finite_float(text: str) -> float:
 def loads_request(data: bytes) -> Any:
     """Parse a request body as strict JSON: `NotJSONError`, `json.JSONDecodeError` or
     `UnicodeDecodeError` for one that is not (see the module docstring)."""
-    if _LONG_NUMBER not in data.translate(_DIGITS_TO_ZERO):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise NotJSONError("the document is nested too deeply") from None
+    return _parse(data, data, _refuse_constant, _finite_float)
 
 
 def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:

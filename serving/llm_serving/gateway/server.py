@@ -2,12 +2,14 @@
 
 `main(argv)` reads the flags into `config.Settings`, switches logging to JSON
 lines, and serves (`app.Service`) until SIGINT or SIGTERM; then it stops listening
-and gives the requests in progress up to `SHUTDOWN_TIMEOUT` seconds to finish. The
+and gives the requests in progress up to `--shutdown-timeout` seconds to finish. The
 event loop is uvloop's when it is installed (the `serving` extra brings it;
 `--event-loop asyncio` opts out), which makes each request's socket work cheaper.
 It returns a process exit code: 0 after a clean stop, 2 when the engine URL is
 unusable or the policy file given at start-up is invalid (the container then fails
-visibly instead of serving without the guardrails it was given).
+visibly instead of serving without the guardrails it was given). The log level is
+`--log-level`, else the environment's `LOG_LEVEL` (which the operator sets from
+`spec.gateway.logLevel`), else info.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import logging
 import os
 import pathlib
 import signal
+import sys
 
 from llm_serving.gateway import app, config, jsonlog
 
 logger = logging.getLogger(__name__)
 
-#: Seconds the requests in progress get to finish after SIGTERM (a stream may be cut).
-SHUTDOWN_TIMEOUT = 30.0
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,11 +93,24 @@ def parser() -> argparse.ArgumentParser:
         choices=["auto", "uvloop", "asyncio"],
         help="event loop: uvloop when installed (auto, the default), or the standard one",
     )
+    for flag, field, what in (
+        ("--head-timeout", "head_timeout", "a request head may take to arrive (and a keep-alive "
+         "connection may stay idle)"),
+        ("--body-timeout", "body_timeout", "a request body may take to arrive whole (408 past it)"),
+        ("--write-timeout", "write_timeout", "one write of a stream may wait for a client that "
+         "does not read (the stream is then dropped)"),
+        ("--shutdown-timeout", "shutdown_timeout", "the requests in progress get to finish on "
+         "SIGTERM (a stream may be cut)"),
+    ):  # fmt: skip
+        default = getattr(config.Settings, field)
+        p.add_argument(
+            flag, type=float, default=default, help=f"seconds {what} (default {default:g})"
+        )
     p.add_argument(
         "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="log level (default info)",
+        default=None,
+        choices=LOG_LEVELS,
+        help="log level (default: the environment's LOG_LEVEL, else info)",
     )
     return p
 
@@ -114,7 +129,24 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
         check_workers=args.check_workers,
         offload_chars=args.offload_chars,
         check_timeout=args.check_timeout,
+        head_timeout=args.head_timeout,
+        body_timeout=args.body_timeout,
+        write_timeout=args.write_timeout,
+        shutdown_timeout=args.shutdown_timeout,
     )
+
+
+def log_level(args: argparse.Namespace) -> str:
+    """`--log-level`, else the environment's `LOG_LEVEL` (any case), else info.
+
+    Raises `ValueError` for a `LOG_LEVEL` that is not one of `LOG_LEVELS`.
+    """
+    if args.log_level is not None:
+        return str(args.log_level)
+    level = os.environ.get("LOG_LEVEL", "info").strip().lower() or "info"
+    if level not in LOG_LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    return level
 
 
 def event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
@@ -160,17 +192,22 @@ async def serve(settings: config.Settings) -> int:
         await stop.wait()
         logger.info("stopping: finishing the requests in progress")
     finally:
-        await service.stop(SHUTDOWN_TIMEOUT)
+        await service.stop()
     return 0
 
 
 def main(argv: list[str]) -> int:
     """Run the gateway until stopped; returns the exit code."""
     args = parser().parse_args(argv)
+    try:
+        level = log_level(args)
+    except ValueError as exc:
+        sys.stderr.write(f"llm-serving gateway: {exc}\n")
+        return 2
     # Small matrices (toxicity classifier, embedder) only lose from a BLAS thread pool.
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
-    jsonlog.configure(args.log_level.upper())
+    jsonlog.configure(level.upper())
     settings = settings_from(args)
     loop = event_loop(args.event_loop)
     try:

@@ -201,6 +201,7 @@ class StreamFilter:
     ) -> None:
         self._guard = guard
         self._limits = limits or policy.CheckLimits()
+        self._max_chars = self._limits.max_checked_chars
         self._scanned = 0  # characters of text fed to the scanners
         self._chat = chat
         self._forward_usage = forward_usage
@@ -239,9 +240,9 @@ class StreamFilter:
             return Output([("data: " + data + "\n\n").encode()])
         if not isinstance(chunk, dict) or "error" in chunk:
             return Output([("data: " + data + "\n\n").encode()])
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self.usage = Usage(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"))
+        usage = usage_of(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
             if not self._forward_usage:
                 del chunk["usage"]
         choices = chunk.get("choices")
@@ -287,7 +288,7 @@ class StreamFilter:
             return True
         state = self._state(choice)
         self._scanned += _chars(choice, self._chat)
-        if self._scanned > self._limits.max_checked_chars:
+        if self._scanned > self._max_chars:
             refused = pipeline.over_limit(self._scanned, self._limits, "answer")
             if refused is not None:
                 raise _Blocked(refused)
@@ -458,9 +459,15 @@ def _chars(choice: dict[str, Any], chat: bool) -> int:
     return total
 
 
-def _count(usage: dict[str, Any], name: str) -> int:
-    value = usage.get(name)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def usage_of(usage: Any) -> Usage | None:
+    """The token counts of a `usage` object an engine reported; None if there is none."""
+    if not isinstance(usage, dict):
+        return None
+    counts = [usage.get(name) for name in ("prompt_tokens", "completion_tokens")]
+    prompt, completion = (
+        c if isinstance(c, int) and not isinstance(c, bool) else 0 for c in counts
+    )
+    return Usage(prompt, completion)
 
 
 def _put_tails(delta: dict[str, Any], tails: dict[str | int, str]) -> None:

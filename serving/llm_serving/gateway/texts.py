@@ -168,18 +168,7 @@ def _message_slots(message: dict[str, Any]) -> Iterator[Slot]:
         text = message.get(name)
         if isinstance(text, str):
             yield Slot(f"messages[].{name}", message, name, text)
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        for call in calls:
-            function = call.get("function") if isinstance(call, dict) else None
-            if not isinstance(function, dict):
-                continue
-            if isinstance(function.get("name"), str):
-                yield Slot(
-                    "messages[].tool_calls[].function.name", function, "name", function["name"]
-                )
-            if "arguments" in function:
-                yield from walk("messages[].tool_calls[].function.arguments", function, "arguments")
+    yield from tool_call_slots(message.get("tool_calls"), "messages[].")
     if "tools" in message:
         yield from walk("messages[].tools", message, "tools")
 
@@ -233,19 +222,20 @@ def choice_slots(message: dict[str, Any]) -> Iterator[Slot]:
         text = message.get(name)
         if isinstance(text, str):
             yield Slot(name, message, name, text)
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        for call in calls:
-            function = call.get("function") if isinstance(call, dict) else None
-            if not isinstance(function, dict):
-                continue
-            if isinstance(function.get("name"), str):
-                yield Slot("tool_calls[].function.name", function, "name", function["name"])
-            arguments = function.get("arguments")
-            if isinstance(arguments, str):
-                yield Slot("tool_calls[].function.arguments", function, "arguments", arguments)
-            elif arguments is not None:
-                yield from walk("tool_calls[].function.arguments", function, "arguments")
+    yield from tool_call_slots(message.get("tool_calls"), "")
+
+
+def tool_call_slots(calls: Any, prefix: str) -> Iterator[Slot]:
+    """The `name` (whole) and `arguments` (a string, or an object walked) of tool calls."""
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        if isinstance(function.get("name"), str):
+            name = f"{prefix}tool_calls[].function.name"
+            yield Slot(name, function, "name", function["name"])
+        if function.get("arguments") is not None:
+            yield from walk(f"{prefix}tool_calls[].function.arguments", function, "arguments")
 
 
 def response_slots(choice: dict[str, Any], chat: bool) -> list[Slot]:

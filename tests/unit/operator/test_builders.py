@@ -197,6 +197,19 @@ def test_context_length_is_stated_only_by_max_model_len() -> None:
             v1alpha1.parse_spec({**BASE, "engine": {"extraArgs": args}})
 
 
+def test_prompt_length_is_an_estimate_in_operator_pods_and_says_so() -> None:
+    """The operator mounts no tokenizer, so nothing may claim an exact count."""
+    t = target({**BASE, "guardrails": {"enabled": True}})
+    gateway = containers(by_kind(children.build_all(t, common.Options()))["Deployment"])["gateway"]
+    assert "--tokenizer" not in gateway["args"]
+    field = policy.InputGuardrails.model_fields["max_prompt_tokens"]
+    assert field.description is not None
+    assert "estimate" in field.description
+    assert "when mounted" not in field.description
+    readme = (conftest.ROOT / "README.md").read_text()
+    assert "`tokenizer.json` when mounted" not in readme
+
+
 def test_guardrails_off_has_no_sidecar_or_configmap() -> None:
     objects = by_kind(children.build_all(target(BASE), common.Options()))
     assert "ConfigMap" not in objects

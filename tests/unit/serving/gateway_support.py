@@ -44,6 +44,7 @@ class ScriptedEngine:
     requests: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     headers: list[CIMultiDict[str]] = dataclasses.field(default_factory=list)
     cancelled: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    received: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     finished_streams: int = 0
     calls: int = 0
     #: A whole answer to send as is (non-streamed chat and completions).
@@ -63,10 +64,18 @@ class ScriptedEngine:
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         body: dict[str, Any] = await request.json()
+        self.received.set()
         self.calls += 1
         self.requests.append(body)
         self.headers.append(CIMultiDict(request.headers))
         return body
+
+    async def _wait(self) -> None:
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
 
     def _usage(self, body: dict[str, Any], completion: int) -> dict[str, int]:
         prompt = len(json.dumps(body.get("messages") or body.get("prompt"))) // 4
@@ -92,7 +101,7 @@ class ScriptedEngine:
             )
         if body.get("stream"):
             return await self._stream(request, body, chat=True)
-        await asyncio.sleep(self.delay)
+        await self._wait()
         if self.document is not None:
             return web.json_response(self.document)
         return web.json_response(
@@ -117,7 +126,7 @@ class ScriptedEngine:
         body = await self._body(request)
         if body.get("stream"):
             return await self._stream(request, body, chat=False)
-        await asyncio.sleep(self.delay)
+        await self._wait()
         if self.document is not None:
             return web.json_response(self.document)
         return web.json_response(
@@ -250,7 +259,7 @@ class Running:
         return f"http://127.0.0.1:{self.service.port}"
 
     async def close(self) -> None:
-        await self.service.stop(grace=5.0)
+        await self.service.stop()
 
 
 async def start_engine(engine: ScriptedEngine) -> test_utils.TestServer:
@@ -304,7 +313,7 @@ async def start_gateway(
         api_keys_dir=keys_dir,
         model_name="test-model",
         poll_interval=poll_interval,
-        **settings,
+        **{"shutdown_timeout": 5.0, **settings},
     )
     return Running(await app.Service.start(settings))
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from llm_serving.gateway import httpd, sse, texts
+from llm_serving.gateway import pump, sse, texts
 from tests.unit.serving import gateway_support as support
 
 CHAT_BODY = {
@@ -213,7 +213,7 @@ async def test_upstream_down_is_503_with_retry_after(tmp_path: pathlib.Path) -> 
 async def test_upstream_timeout_is_504(tmp_path: pathlib.Path) -> None:
     engine = support.ScriptedEngine(delay=2.0)
     async with support.stack(tmp_path, engine=engine) as running:
-        running.gateway.gateway.upstream.pool.read_timeout = 0.2
+        running.gateway.gateway.upstream.timeout = aiohttp.ClientTimeout(sock_read=0.2)
         async with running.client.post(
             f"{running.url}/v1/chat/completions", json=CHAT_BODY
         ) as response:
@@ -346,13 +346,13 @@ async def test_a_stream_read_at_once_sends_its_first_text_ahead_of_the_rest(
         writer.close()
 
     writes: list[bytes] = []
-    write = httpd.EventStream.write
+    write = pump.EventWriter.write
 
-    async def recording(self: httpd.EventStream, data: bytes) -> None:
+    async def recording(self: pump.EventWriter, data: bytes) -> None:
         writes.append(bytes(data))
         await write(self, data)
 
-    monkeypatch.setattr(httpd.EventStream, "write", recording)
+    monkeypatch.setattr(pump.EventWriter, "write", recording)
     server = await asyncio.start_server(engine, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     running = await support.start_gateway(f"http://127.0.0.1:{port}", tmp_path, {"enabled": True})

@@ -100,3 +100,30 @@ def test_event_loop_is_uvloop_when_installed() -> None:
     finally:
         loop.close()
     assert server.parser().parse_args([]).event_loop == "auto"
+
+
+@pytest.mark.parametrize(
+    ("env", "flag", "level"),
+    [("DEBUG", None, logging.DEBUG), ("warning", None, logging.WARNING), (None, None, logging.INFO),
+     ("debug", "error", logging.ERROR)],
+)  # fmt: skip
+def test_log_level_comes_from_the_environment_the_operator_sets(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, flag: str | None, level: int
+) -> None:
+    """spec.gateway.logLevel reaches the gateway as LOG_LEVEL; --log-level wins over it."""
+    if env is None:
+        monkeypatch.delenv("LOG_LEVEL", raising=False)
+    else:
+        monkeypatch.setenv("LOG_LEVEL", env)
+    seen: list[int] = []
+    root = logging.getLogger()
+    original = root.setLevel
+    monkeypatch.setattr(root, "setLevel", lambda value: (original(value), seen.append(root.level)))
+    args = ["--host", "127.0.0.1", "--port", "0", "--upstream", "unix:///no"]
+    assert _main(args + (["--log-level", flag] if flag else [])) == 2
+    assert seen[0] == level
+
+
+def test_an_unknown_log_level_in_the_environment_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+    assert _main(["--port", "0"]) == 2

@@ -1,4 +1,4 @@
-"""The engine client (`upstream.EnginePool`) against scripted HTTP/1.1 servers on 127.0.0.1.
+"""The engine client (`upstream.Upstream`, on aiohttp) against scripted HTTP/1.1 servers.
 
 Each server reads one request head (and its Content-Length body) at a time and
 answers with bytes written by the test, so framing, keep-alive and failure paths
@@ -49,8 +49,14 @@ async def _server(reply: Reply) -> AsyncIterator[tuple[str, list[int]]]:
         await server.wait_closed()
 
 
-def _upstream(url: str, read_timeout: float = 5.0) -> upstream.Upstream:
-    return upstream.Upstream(url, connections=4, read_timeout=read_timeout)
+@contextlib.asynccontextmanager
+async def _upstream(url: str, read_timeout: float = 5.0) -> AsyncIterator[upstream.Upstream]:
+    engine = upstream.Upstream(url, connections=4, read_timeout=read_timeout)
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.close()
 
 
 async def _get(engine: upstream.Upstream, path: str = "/x") -> tuple[int, bytes]:
@@ -68,15 +74,13 @@ async def test_content_length_responses_reuse_one_connection() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         return True
 
-    async with _server(reply) as (url, connections):
-        engine = _upstream(url)
+    async with _server(reply) as (url, connections), _upstream(url) as engine:
         assert [await _get(engine) for _ in range(3)] == [
             (200, b"reply 1"),
             (200, b"reply 2"),
             (200, b"reply 3"),
         ]
         assert connections == [3]
-        engine.pool.close()
 
 
 async def test_chunked_body_split_anywhere_is_reassembled() -> None:
@@ -96,12 +100,10 @@ async def test_chunked_body_split_anywhere_is_reassembled() -> None:
             await asyncio.sleep(0)
         return True
 
-    async with _server(reply) as (url, connections):
-        engine = _upstream(url)
+    async with _server(reply) as (url, connections), _upstream(url) as engine:
         assert await _get(engine) == (200, payload)
         assert await _get(engine) == (200, payload)
         assert connections == [2]  # the trailer ended the body; the connection was reused
-        engine.pool.close()
 
 
 async def test_unread_body_of_a_finished_response_is_not_served_to_the_next() -> None:
@@ -115,15 +117,13 @@ async def test_unread_body_of_a_finished_response_is_not_served_to_the_next() ->
         await writer.drain()
         return True
 
-    async with _server(reply) as (url, connections):
-        engine = _upstream(url)
+    async with _server(reply) as (url, connections), _upstream(url) as engine:
         response = await engine.send("POST", "/x", {}, b"{}")
         assert await response.readany() == b"first part 1|"  # the rest is 20 ms away
         await asyncio.sleep(0.05)  # now the whole body has arrived, and part of it is unread
         response.close()
         assert await _get(engine) == (200, b"first part 2|second part 2")
         assert connections == [2]
-        engine.pool.close()
 
 
 async def test_readany_returns_every_part_received_so_far_at_once() -> None:
@@ -136,14 +136,12 @@ async def test_readany_returns_every_part_received_so_far_at_once() -> None:
         writer.write(b"0\r\n\r\n")
         return True
 
-    async with _server(reply) as (url, _):
-        engine = _upstream(url)
+    async with _server(reply) as (url, _), _upstream(url) as engine:
         response = await engine.send("POST", "/x", {}, b"{}")
         await asyncio.sleep(0.1)  # every chunk has arrived, each in a read of its own
         assert await response.readany() == b"one|two|three"  # one call, one write onwards
         assert await response.readany() == b""
         response.close()
-        engine.pool.close()
 
 
 async def test_body_until_close_and_interim_responses() -> None:
@@ -152,8 +150,7 @@ async def test_body_until_close_and_interim_responses() -> None:
         writer.write(b"Content-Type: text/plain\r\n\r\nno such thing")
         return False  # close: that ends the body
 
-    async with _server(reply) as (url, connections):
-        engine = _upstream(url)
+    async with _server(reply) as (url, connections), _upstream(url) as engine:
         response = await engine.send("GET", "/missing", {}, None)
         assert response.status == 404
         assert response.headers["content-type"] == "text/plain"
@@ -170,12 +167,10 @@ async def test_stale_pooled_connection_is_retried_once_on_a_new_one() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         return True
 
-    async with _server(reply) as (url, connections):
-        engine = _upstream(url)
+    async with _server(reply) as (url, connections), _upstream(url) as engine:
         assert await _get(engine) == (200, b"ok")
         assert await _get(engine) == (200, b"ok")
         assert connections == [2, 1]  # the second request went again, on a new connection
-        engine.pool.close()
 
 
 async def test_closing_an_unfinished_response_drops_its_connection() -> None:
@@ -194,13 +189,11 @@ async def test_closing_an_unfinished_response_drops_its_connection() -> None:
         gone.set()
         return False
 
-    async with _server(reply) as (url, _):
-        engine = _upstream(url)
+    async with _server(reply) as (url, _), _upstream(url) as engine:
         response = await engine.send("POST", "/x", {}, b"{}")
         assert await response.readany() == b"some"
         response.close()
         await asyncio.wait_for(gone.wait(), 5)
-        assert engine.pool._idle == []
 
 
 @pytest.mark.parametrize(
@@ -218,8 +211,7 @@ async def test_broken_responses_are_502(raw: bytes, code: str) -> None:
         await writer.drain()
         return False
 
-    async with _server(reply) as (url, connections):
-        engine = _upstream(url)
+    async with _server(reply) as (url, connections), _upstream(url) as engine:
         with pytest.raises(errors.GatewayError) as caught:
             await _get(engine)
         assert caught.value.status == 502
@@ -232,12 +224,12 @@ async def test_silent_engine_is_504_and_refused_connection_is_503() -> None:
         await asyncio.sleep(5)
         return False
 
-    async with _server(reply) as (url, _):
-        engine = _upstream(url, read_timeout=0.1)
+    async with _server(reply) as (url, _), _upstream(url, read_timeout=0.1) as engine:
         with pytest.raises(errors.GatewayError) as caught:
             await _get(engine)
         assert caught.value.status == 504
-    with pytest.raises(errors.GatewayError) as caught:
-        await _get(_upstream(url))
+    async with _upstream(url) as engine:
+        with pytest.raises(errors.GatewayError) as caught:
+            await _get(engine)
     assert caught.value.status == 503
     assert caught.value.headers.get("Retry-After")
