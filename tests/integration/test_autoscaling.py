@@ -239,8 +239,10 @@ def test_builtin_without_a_signal_claims_nothing(
     assert _replicas(plane, namespace, name) == 2
     warned = cluster.wait_for(
         "a Warning after three failed readings",
-        lambda: _events(plane, namespace, name, "MetricsUnreachable")
-        or _events(plane, namespace, name, "NoReadyPods"),
+        lambda: (
+            _events(plane, namespace, name, "MetricsUnreachable")
+            or _events(plane, namespace, name, "NoReadyPods")
+        ),
         timeout=30,
     )
     assert warned[0].type == "Warning"
