@@ -11,8 +11,8 @@ import aiohttp
 from aiohttp import test_utils
 
 from llm_operator.api import v1alpha1
-from llm_operator.autoscaling import signal
-from llm_operator.builders import children
+from llm_operator.autoscaling import loop, signal
+from llm_operator.builders import children, common
 from llm_serving.sim import engine as sim_engine
 from llm_serving.sim import protocol as sim_protocol
 from llm_serving.sim import server as sim_server
@@ -159,3 +159,29 @@ def test_pod_endpoints_only_ready_pods_with_an_ip() -> None:
             "a", "http://10.0.0.1:8080/metrics/engine", "http://10.0.0.1:8080/metrics"
         )
     ]
+
+
+async def test_loop_reads_the_operator_wide_prometheus_when_the_spec_names_none() -> None:
+    operator_wide = f"http://127.0.0.1:{_free_port()}"
+    own = f"http://127.0.0.1:{_free_port()}"
+    the_loop = loop.Loop(
+        lambda: None,  # type: ignore[arg-type,return-value]  # not called by _read
+        lambda: common.Options(prometheus_url=operator_wide),
+    )
+
+    def target(autoscaling: dict[str, Any]) -> Any:
+        spec = {"model": {"uri": "hf://o/m"}, "autoscaling": {"enabled": True, **autoscaling}}
+        return children.target_from_object(
+            {"metadata": {"name": "m", "namespace": "ns"}, "spec": spec}
+        )
+
+    async with aiohttp.ClientSession() as session:
+        wide = await the_loop._read(session, target({}), [])
+        mine = await the_loop._read(session, target({"prometheusUrl": own}), [])
+    assert wide.source == f"prometheus {operator_wide}"
+    assert wide.error == "PrometheusUnreachable"
+    assert mine.source == f"prometheus {own}"
+    no_url = loop.Loop(lambda: None, lambda: common.Options())  # type: ignore[arg-type,return-value]
+    async with aiohttp.ClientSession() as session:
+        pods = await no_url._read(session, target({}), [])
+    assert (pods.error, pods.source) == ("NoReadyPods", "pod metrics endpoints")
