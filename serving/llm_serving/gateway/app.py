@@ -212,20 +212,31 @@ class Gateway:
         length = request.content_length
         if length is not None and length > limit:
             raise errors.body_too_large(limit)
-        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (
-            1,
-            1,
+        if (
+            request.version >= (1, 1)
+            and request.headers.get("Expect", "").lower() == "100-continue"
         ):
             await request.writer.write(_CONTINUE)
+        content = request.content
+        part = content.read_nowait()  # what came with the head: often the whole body
         parts: list[bytes] = []
         size = 0
+        deadline: float | None = None
         try:
-            async with asyncio.timeout(self.settings.body_timeout):
-                while part := await request.content.readany():
-                    size += len(part)
-                    if size > limit:
-                        raise errors.body_too_large(limit)
+            while True:
+                size += len(part)
+                if size > limit:
+                    raise errors.body_too_large(limit)
+                if part:
                     parts.append(part)
+                if content.is_eof():
+                    break
+                if deadline is None:  # more must arrive: from now on, against the clock
+                    deadline = asyncio.get_running_loop().time() + self.settings.body_timeout
+                async with asyncio.timeout_at(deadline):
+                    part = await content.readany()
+                if not part:
+                    break
         except TimeoutError:
             raise errors.request_timeout(self.settings.body_timeout) from None
         return parts[0] if len(parts) == 1 else b"".join(parts)
