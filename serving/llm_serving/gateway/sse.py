@@ -255,9 +255,10 @@ class StreamFilter:
             for choice in choices:
                 if not isinstance(choice, dict):
                     continue
-                if self._choice(choice):
+                keep, text = self._choice(choice)
+                if keep:
                     kept.append(choice)
-                    has_text = has_text or _has_text(choice, self._chat)
+                    has_text = has_text or text
         except _Blocked as blocked:
             return self._blocked(blocked.finding)
         if not kept and choices:
@@ -282,52 +283,54 @@ class StreamFilter:
             scanner = state.scanners[field] = self._guard.stream()
         return scanner
 
-    def _choice(self, choice: dict[str, Any]) -> bool:
-        """Scan one choice in place; False when nothing of it may go out now."""
+    def _choice(self, choice: dict[str, Any]) -> tuple[bool, bool]:
+        """Scan one choice in place: whether any of it may go out now, and with text."""
         if self._guard is None:
-            return True
+            return True, _has_text(choice, self._chat)
         state = self._state(choice)
-        self._scanned += _chars(choice, self._chat)
-        if self._scanned > self._max_chars:
-            refused = pipeline.over_limit(self._scanned, self._limits, "answer")
-            if refused is not None:
-                raise _Blocked(refused)
-            return self._unchecked(state, choice)
         finishing = choice.get("finish_reason") is not None
         tails: dict[str | int, str] = {}
-        emitted = False
+        emitted = has_text = False
         if self._chat:
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 delta = choice["delta"] = {}
             fields = self._fields(delta)
-            if fields:  # a field switch (reasoning, then content): flush the others
-                for field in [f for f in state.scanners if f not in fields]:
-                    tails[field] = self._scan(state.scanners.pop(field).finish())
+            if self._over_budget(sum(len(text) for _, _, text in fields.values())):
+                return self._unchecked(state, choice), True
+            switched = state.scanners.keys() - fields.keys() if fields else ()
+            for field in switched:  # a field switch (reasoning, then content): flush the others
+                tails[field] = self._scan(state.scanners.pop(field).finish())
             for field, (holder, key, text) in fields.items():
                 out = self._scan(self._scanner(state, field).feed(text))
                 holder[key] = out
-                emitted = emitted or bool(out)
+                if out:
+                    has_text = True
             if finishing:
                 for field in list(state.scanners):
                     tails[field] = tails.get(field, "") + self._scan(
                         state.scanners.pop(field).finish()
                     )
-            _put_tails(delta, tails)
-            other = any(
-                k not in texts.CHOICE_TEXTS and k != "tool_calls" and v is not None
-                for k, v in delta.items()
-            )
-            emitted = emitted or bool(tails) or other or bool(delta.get("tool_calls"))
+            if tails:
+                _put_tails(delta, tails)
+                has_text = has_text or any(tails.values())
+            emitted = has_text or bool(delta.get("tool_calls"))
+            if not emitted:
+                for key, value in delta.items():  # a role, a finish: not text, still news
+                    if value is not None and key not in texts.CHOICE_TEXTS:
+                        emitted = True
+                        break
         else:
             given = choice.get("text")
+            if self._over_budget(len(given) if isinstance(given, str) else 0):
+                return self._unchecked(state, choice), True
             out = ""
             if isinstance(given, str) and given:
                 out = self._scan(self._scanner(state, "text").feed(given))
             if finishing and "text" in state.scanners:
                 out += self._scan(state.scanners.pop("text").finish())
             choice["text"] = out
-            emitted = bool(out)
+            emitted = has_text = bool(out)
         logprobs = choice.get("logprobs")
         if logprobs is not None or (finishing and state.logprobs is not None):
             if state.logprobs is None:
@@ -340,7 +343,17 @@ class StreamFilter:
             emitted = emitted or released is not None
         if finishing:
             state.finished = True
-        return emitted or finishing
+        return emitted or finishing, has_text
+
+    def _over_budget(self, chars: int) -> bool:
+        """Count `chars` more; True past the limit in sample mode (refuse mode raises)."""
+        self._scanned += chars
+        if self._scanned <= self._max_chars:
+            return False
+        refused = pipeline.over_limit(self._scanned, self._limits, "answer")
+        if refused is not None:
+            raise _Blocked(refused)
+        return True
 
     def _unchecked(self, state: _Choice, choice: dict[str, Any]) -> bool:
         """Past the limit in sample mode: flush what is held once, then pass as is."""
@@ -440,23 +453,6 @@ class StreamFilter:
         if self.done:
             return Output([], done=True)
         return self._finish()
-
-
-def _chars(choice: dict[str, Any], chat: bool) -> int:
-    """Characters of text in one streamed choice."""
-    if not chat:
-        text = choice.get("text")
-        return len(text) if isinstance(text, str) else 0
-    delta = choice.get("delta")
-    if not isinstance(delta, dict):
-        return 0
-    total = sum(len(delta[n]) for n in texts.CHOICE_TEXTS if isinstance(delta.get(n), str))
-    calls = delta.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ():
-        function = call.get("function") if isinstance(call, dict) else None
-        arguments = function.get("arguments") if isinstance(function, dict) else None
-        total += len(arguments) if isinstance(arguments, str) else 0
-    return total
 
 
 def usage_of(usage: Any) -> Usage | None:

@@ -107,3 +107,22 @@ def test_without_guard_chunks_pass_unchanged_and_done_is_added_at_eof() -> None:
     data = json.dumps({"choices": [{"index": 0, "text": EMAIL, "finish_reason": None}]})
     assert _decode(stream_filter.feed(data).events)[0]["choices"][0]["text"] == EMAIL
     assert stream_filter.end_of_stream().events == [sse.DONE]
+
+
+def test_a_field_switch_flushes_the_field_before_it() -> None:
+    """Reasoning, then content: the reasoning's held-back end goes out as the content starts."""
+    stream_filter, _ = _filter()
+    deltas = [{"reasoning": "Let me think about it"}, {"reasoning": " carefully"}]
+    deltas += [{"content": "The answer"}, {"content": " is four."}]
+    out: list[Any] = []
+    for delta in deltas:
+        data = _chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        out += _decode(stream_filter.feed(data).events)
+    reasoning = content = ""
+    for event in out:
+        for choice in event["choices"]:
+            content += choice["delta"].get("content") or ""
+            reasoning += choice["delta"].get("reasoning") or ""
+            if content:
+                assert reasoning == "Let me think about it carefully"
+    assert content.startswith("The answer")
