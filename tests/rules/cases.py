@@ -50,6 +50,7 @@ VARIANTS: dict[str, dict[str, object]] = {
             "enabled": True,
             "provider": "keda",
             "includeRunning": True,
+            "targetPerReplica": 48,
             "prometheusUrl": "http://prometheus:9090",
         },
         "observability": {"podMonitor": True, "prometheusRule": True},
@@ -268,6 +269,21 @@ ALERT_CASES: list[AlertCase] = [
         "gateway",
         "LLMQueueBacklog",
         [*targets(2), *waiting(2, 6)],
+        fires=False,
+    ),
+    # Autoscaling off: the default queue target (5) applies, so it fires above 10.
+    AlertCase(
+        "backlog, not autoscaled: 2.4x the default target per replica",
+        "engine",
+        "LLMQueueBacklog",
+        [*targets(2, with_gateway=False), *waiting(2, 12)],
+        fires=True,
+    ),
+    AlertCase(
+        "backlog, not autoscaled: quiet at 1.8x the default target per replica",
+        "engine",
+        "LLMQueueBacklog",
+        [*targets(2, with_gateway=False), *waiting(2, 9)],
         fires=False,
     ),
     # --- LLMTimeToFirstTokenHigh
