@@ -198,6 +198,9 @@ def test_the_chart_args_are_what_the_operator_accepts(release: cluster.ControlPl
 
 
 def test_helm_test_hook_completes(release: cluster.ControlPlane, helm: pathlib.Path) -> None:
+    # kwok completes the Job's Pod without running it: this proves the hook is accepted,
+    # scheduled and awaited by helm; the check the Job runs is run for real below, in
+    # test_operator_with_the_chart_credentials_reconciles_every_example.
     out = install.run(
         [helm, "test", RELEASE, "-n", NAMESPACE, "--timeout", "2m"], release.kubeconfig
     )
