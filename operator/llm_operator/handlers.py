@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,8 @@ class Runtime:
     write_gate: Callable[[], bool] | None = None
     # False: never list nodes (no permission to); GPU capacity is then unknown.
     read_nodes: bool = True
+    # The stop flag the run passed to kopf (raised on kopf's cleanup).
+    stop_flag: threading.Event | None = None
     resync_task: asyncio.Task[None] | None = None
     # The builtin autoscaler's loop (runs with kopf, so only in the leader).
     autoscaler_task: asyncio.Task[None] | None = None
@@ -103,7 +106,14 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop(**_: Any) -> None:
-    """Stop the resync loop and the autoscaler, and close the API client."""
+    """Stop the resync loop and the autoscaler, close the API client, raise the stop flag.
+
+    kopf waits for a threading.Event stop flag in a thread; when it stops for another
+    reason (SIGTERM) it would otherwise wait 5 s for that waiter, then leave the thread
+    to block the process's exit.
+    """
+    if RUNTIME.stop_flag is not None:
+        RUNTIME.stop_flag.set()
     for task in (RUNTIME.resync_task, RUNTIME.autoscaler_task):
         if task is not None:
             task.cancel()

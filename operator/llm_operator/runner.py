@@ -128,6 +128,7 @@ async def _run_operator(
         handlers.RUNTIME.write_gate = elector.leading
         hold = asyncio.create_task(elector.hold(stop))
     metrics.LEADER.set(1)
+    handlers.RUNTIME.stop_flag = stop
     try:
         await kopf.operator(
             clusterwide=not config.namespaces,
@@ -138,6 +139,12 @@ async def _run_operator(
             ready_flag=ready_flag,
         )
     finally:
+        # kopf waits for a threading.Event stop flag in a thread of the default executor;
+        # when it stopped for another reason (SIGTERM, SIGINT) that thread would keep
+        # asyncio.run from returning, and the process from exiting, until SIGKILL.
+        # (handlers.stop raises it earlier, on kopf's cleanup; this covers a failed start.)
+        stop.set()
+        handlers.RUNTIME.stop_flag = None
         metrics.LEADER.set(0)
         if hold is not None:
             hold.cancel()

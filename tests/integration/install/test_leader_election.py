@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pathlib
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -210,3 +211,54 @@ def test_a_frozen_leader_steps_down_without_writing(
         assert "status: " not in after, after
         assert holder(release) == new_id
     release.delete_namespace(workload)
+
+
+def test_a_leader_stopped_with_sigterm_hands_over_at_once(
+    release: cluster.ControlPlane, tmp_path: pathlib.Path
+) -> None:
+    # A normal stop (a rolling update, a drained node) releases the Lease: the standby
+    # takes over at its next retry instead of waiting for the lease to run out.
+    kubeconfig = install.service_account_kubeconfig(
+        release, NAMESPACE, FULLNAME, tmp_path / "sa.kubeconfig"
+    )
+    args = install.chart_args(release, NAMESPACE, FULLNAME)
+    first = install.OperatorProcess(kubeconfig, tmp_path / "first.log", args)
+    second = install.OperatorProcess(kubeconfig, tmp_path / "second.log", args)
+    with install.operators(first.start(), second.start()):
+        first_id, second_id = identities(first, second)
+        install.wait_until(
+            "one process to lead", lambda: holder(release) in {first_id, second_id}, timeout=60
+        )
+        old, new = (first, second) if holder(release) == first_id else (second, first)
+        new_id = second_id if new is second else first_id
+        install.wait_until(
+            "the other to wait as a standby",
+            lambda: new.health() == (200, {"leader": False, "state": "standby"}),
+            timeout=60,
+        )
+        old.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        try:
+            code = old.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit 30 s after SIGTERM:\n{old.text()[-3000:]}", pytrace=False)
+        assert code == 0, old.text()[-3000:]
+        exited = time.monotonic()
+        assert "released the leader lease" in old.text()
+        # Released: the old leader's name is gone from the Lease the moment it has exited.
+        assert holder(release) in {None, new_id}
+        install.wait_until(
+            "the standby to take the released Lease",
+            lambda: holder(release) == new_id,
+            timeout=TIMING.lease_duration + SLACK + 10,
+            interval=0.1,
+        )
+        took = time.monotonic() - exited
+        print(
+            f"handover {took:.2f}s after the old leader exited "
+            f"({exited - signalled:.2f}s after SIGTERM; lease {TIMING.lease_duration:g}s)"
+        )
+        # The Lease was released before the exit: one retry period, not a whole lease.
+        assert took <= TIMING.retry_period + SLACK
+        # Well within the chart's terminationGracePeriodSeconds (30): no SIGKILL needed.
+        assert exited - signalled < 10
