@@ -42,10 +42,22 @@ tests/integration/chart/test_rbac.py holds these rules equal to the operator's c
   verbs: ["create"]
 {{- end }}
 
-{{/* Cluster-scoped reads: the nodes' GPU capacity (status explains unschedulable replicas). */}}
+{{/*
+Cluster-wide reads of GPU capacity (rbac.readNodes): the nodes' allocatable GPUs, for
+the status of unschedulable replicas, and the Pods bound to them in every namespace,
+so the builtin autoscaler adds no more replicas than the free GPUs fit. (In the
+cluster-wide mode the namespaced rules already let it list Pods everywhere.)
+*/}}
 {{- define "llm-operator.nodeRules" -}}
 - apiGroups: [""]
   resources: ["nodes"]
+  verbs: ["list"]
+{{- end }}
+
+{{- define "llm-operator.capacityRules" -}}
+{{ include "llm-operator.nodeRules" . }}
+- apiGroups: [""]
+  resources: ["pods"]
   verbs: ["list"]
 {{- end }}
 

@@ -371,3 +371,18 @@ def test_uninstall_leaves_only_what_the_docs_say(
     lease = release.dynamic.resources.get(api_version="coordination.k8s.io/v1", kind="Lease")
     assert lease.get(name=f"{FULLNAME}-leader", namespace=NAMESPACE).metadata.name
     release.delete_namespace(kept)
+
+
+def test_namespaced_mode_reads_capacity_cluster_wide_only_when_asked(helm: pathlib.Path) -> None:
+    with_reads = template(helm, "--set", "watchNamespaces={team-a}")
+    (capacity,) = [o for o in with_reads if o["kind"] == "ClusterRole"]
+    assert rbac.rules_of(capacity) == {
+        ("", "nodes"): frozenset({"list"}),
+        ("", "pods"): frozenset({"list"}),
+    }
+    (role,) = [
+        o for o in with_reads if o["kind"] == "Role" and o["metadata"]["namespace"] == "team-a"
+    ]
+    assert rbac.rules_of(role) == rbac.namespaced_rules()
+    without = template(helm, "--set", "watchNamespaces={team-a}", "--set", "rbac.readNodes=false")
+    assert [o["kind"] for o in without if o["kind"].startswith("Cluster")] == []
