@@ -39,10 +39,10 @@ fmt: install ## format the code
 	$(BIN)/ruff check --fix operator serving tests bench setup.py
 
 .PHONY: crds
-crds: install ## regenerate the CRD (crds/, the chart's copy, the chart's defaultPolicy schema) from the models
+crds: install ## regenerate the CRD (crds/, the chart's copy) and the chart's generated files from the models
 	$(BIN)/llm-operator crds > crds/llmoperator.io_llmdeployments.yaml
 	cp crds/llmoperator.io_llmdeployments.yaml charts/llm-operator/crds/
-	$(BIN)/python hack/chart_schema.py
+	$(BIN)/python hack/chart_files.py
 
 .PHONY: docs
 docs: install ## regenerate docs/api-reference.md and docs/planning-tables.md from the code's data

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from llm_operator import cli
+from llm_operator.builders import signals
 from tests.integration import cluster, test_operator
 from tests.integration.install import conftest as install
 from tests.integration.install import rbac
@@ -386,3 +387,12 @@ def test_namespaced_mode_reads_capacity_cluster_wide_only_when_asked(helm: pathl
     assert rbac.rules_of(role) == rbac.namespaced_rules()
     without = template(helm, "--set", "watchNamespaces={team-a}", "--set", "rbac.readNodes=false")
     assert [o["kind"] for o in without if o["kind"].startswith("Cluster")] == []
+
+
+def test_prometheus_adapter_rules_are_the_builders(helm: pathlib.Path) -> None:
+    objects = template(helm, "--set", "prometheusAdapter.enabled=true")
+    (config,) = [o for o in objects if o["metadata"]["name"].endswith("-prometheus-adapter")]
+    rules = yaml.safe_load(config["data"]["config.yaml"])
+    assert rules == signals.prometheus_adapter_rules()
+    names = {rule["name"]["as"] for rule in rules["externalRules"]}
+    assert set(signals.EXTERNAL_METRICS.values()) == names

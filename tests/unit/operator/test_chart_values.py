@@ -83,9 +83,9 @@ def test_every_value_is_documented_and_known_to_the_schema() -> None:
     assert sorted(set(SCHEMA["properties"]) - {"global"}) == sorted(values)
 
 
-def test_default_policy_schema_is_generated_from_the_crd() -> None:
+def test_generated_files_are_current() -> None:
     spec = importlib.util.spec_from_file_location(
-        "chart_schema", conftest.ROOT / "hack" / "chart_schema.py"
+        "chart_files", conftest.ROOT / "hack" / "chart_files.py"
     )
     assert spec is not None
     assert spec.loader is not None
@@ -93,4 +93,8 @@ def test_default_policy_schema_is_generated_from_the_crd() -> None:
     spec.loader.exec_module(module)
     assert module.render() == (CHART / "values.schema.json").read_text(encoding="utf-8"), (
         "values.schema.json is stale: run `make crds` and commit the result"
+    )
+    adapter = (CHART / "files" / "prometheus-adapter-rules.yaml").read_text(encoding="utf-8")
+    assert module.adapter_rules() == adapter, (
+        "files/prometheus-adapter-rules.yaml is stale: run `make crds` and commit the result"
     )
