@@ -13,6 +13,9 @@ the builtin autoscaler's figures the same way (`llm_operator_autoscaler_*`: desi
 replicas, the signal and its target, panic, decisions by direction and reason, failed
 readings by reason), updated by its loop. `serve` starts the
 HTTP server of `llm-operator run --metrics-port` (8081 by default, path /metrics).
+
+Its length is the house rule's: every metric object of the package is defined here,
+so one file lists what the operator exports.
 """
 
 from __future__ import annotations

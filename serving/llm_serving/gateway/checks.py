@@ -17,7 +17,7 @@ from typing import Any
 
 from llm_serving import policy
 from llm_serving.gateway import texts
-from llm_serving.guardrails import pipeline
+from llm_serving.guardrails import pipeline, streaming
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +139,7 @@ def _check_logprobs(
     tokens = texts.LogprobTokens(choice.get("logprobs"), chat)
     if not tokens.entries:
         return False
-    scanner = guard.tokens()
+    scanner = streaming.TokenScanner(guard)
     released = scanner.feed([entry.text for entry in tokens.entries])
     final = scanner.finish()
     for result in (released, final):

@@ -29,7 +29,7 @@ from typing import Any
 
 from llm_serving import policy
 from llm_serving.gateway import errors, fastjson, texts
-from llm_serving.guardrails import pipeline
+from llm_serving.guardrails import pipeline, streaming
 
 DONE = b"data: [DONE]\n\n"
 
@@ -115,7 +115,7 @@ class _Logprobs:
     offsets move by what the redactions before them changed.
     """
 
-    def __init__(self, scanner: pipeline.TokenScanner, chat: bool) -> None:
+    def __init__(self, scanner: streaming.TokenScanner, chat: bool) -> None:
         self._scanner = scanner
         self._chat = chat
         self._held: dict[int, Any] = {}
@@ -145,7 +145,7 @@ class _Logprobs:
         """Release what is held; the logprobs to send (None: nothing)."""
         return self._out(self._scanner.finish())
 
-    def _out(self, result: pipeline.TokensResult) -> dict[str, Any] | None:
+    def _out(self, result: streaming.TokensResult) -> dict[str, Any] | None:
         if result.blocked is not None:
             raise _Blocked(result.blocked)
         if not result.released:
@@ -182,7 +182,7 @@ class _Choice:
     """The scanners of one streamed choice, one per text field (and tool call)."""
 
     def __init__(self) -> None:
-        self.scanners: dict[str | int, pipeline.StreamScanner] = {}
+        self.scanners: dict[str | int, streaming.StreamScanner] = {}
         self.logprobs: _Logprobs | None = None
         self.finished = False
         self.unchecked = False  # past the limit in sample mode: flushed, then passed as is
@@ -276,11 +276,11 @@ class StreamFilter:
             state = self._choices[index] = _Choice()
         return state
 
-    def _scanner(self, state: _Choice, field: str | int) -> pipeline.StreamScanner:
+    def _scanner(self, state: _Choice, field: str | int) -> streaming.StreamScanner:
         assert self._guard is not None
         scanner = state.scanners.get(field)
         if scanner is None:
-            scanner = state.scanners[field] = self._guard.stream()
+            scanner = state.scanners[field] = streaming.StreamScanner(self._guard)
         return scanner
 
     def _choice(self, choice: dict[str, Any]) -> tuple[bool, bool]:
@@ -334,7 +334,7 @@ class StreamFilter:
         logprobs = choice.get("logprobs")
         if logprobs is not None or (finishing and state.logprobs is not None):
             if state.logprobs is None:
-                state.logprobs = _Logprobs(self._guard.tokens(), self._chat)
+                state.logprobs = _Logprobs(streaming.TokenScanner(self._guard), self._chat)
             released = state.logprobs.feed(logprobs) if logprobs is not None else None
             if finishing:
                 released = _join(released, state.logprobs.finish())

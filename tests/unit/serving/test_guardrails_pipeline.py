@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llm_serving import policy
-from llm_serving.guardrails import pipeline, tokens
+from llm_serving.guardrails import pipeline, streaming, tokens
 
 SECRETS = {
     "email": "jane.doe@example.com",
@@ -161,7 +161,7 @@ def test_output_check() -> None:
     assert off.findings == ()
 
 
-def stream_all(scanner: pipeline.StreamScanner, chunks: list[str]) -> tuple[str, list[Any]]:
+def stream_all(scanner: streaming.StreamScanner, chunks: list[str]) -> tuple[str, list[Any]]:
     out: list[str] = []
     findings: list[Any] = []
     for chunk in chunks:
@@ -175,7 +175,7 @@ def stream_all(scanner: pipeline.StreamScanner, chunks: list[str]) -> tuple[str,
 
 
 def test_email_split_across_two_chunks_is_redacted() -> None:
-    scanner = output_guard().stream()
+    scanner = streaming.StreamScanner(output_guard())
     first = scanner.feed("You can reach me at jane.do")
     assert "jane" not in first.text
     text, findings = stream_all(scanner, ["e@example.com for details."])
@@ -185,7 +185,7 @@ def test_email_split_across_two_chunks_is_redacted() -> None:
 
 def test_prose_streams_word_by_word() -> None:
     text = "The quick brown fox jumps over the lazy dog again and agai"
-    scanner = output_guard(streamHoldbackChars=64).stream()
+    scanner = streaming.StreamScanner(output_guard(streamHoldbackChars=64))
     emitted = scanner.feed(text).text
     # Only the unfinished last word waits: no digit, no deny pattern, nothing to hold.
     assert emitted == "The quick brown fox jumps over the lazy dog again and "
@@ -194,7 +194,7 @@ def test_prose_streams_word_by_word() -> None:
 
 def test_window_held_from_the_first_digit() -> None:
     text = "Sure, the number you asked about is 415 555 26"
-    scanner = output_guard(streamHoldbackChars=64).stream()
+    scanner = streaming.StreamScanner(output_guard(streamHoldbackChars=64))
     emitted = scanner.feed(text).text
     assert emitted == "Sure, the number you asked about is "
     rest = scanner.feed("71, call it.").text + scanner.finish().text
@@ -203,9 +203,9 @@ def test_window_held_from_the_first_digit() -> None:
 
 def test_deny_patterns_hold_the_whole_window() -> None:
     text = "The quick brown fox jumps over the lazy dog again and again"
-    scanner = output_guard(
-        streamHoldbackChars=10, denyPatterns={"patterns": ["lazy\\s+cat"]}
-    ).stream()
+    scanner = streaming.StreamScanner(
+        output_guard(streamHoldbackChars=10, denyPatterns={"patterns": ["lazy\\s+cat"]})
+    )
     emitted = scanner.feed(text).text
     assert text.startswith(emitted)
     assert 10 <= len(text) - len(emitted) <= 10 + len("again")  # window, not cut inside a word
@@ -223,7 +223,7 @@ def test_deny_patterns_hold_the_whole_window() -> None:
 )
 def test_char_by_char_stream_matches_whole_text(text: str) -> None:
     guard = output_guard()
-    streamed, _ = stream_all(guard.stream(), list(text))
+    streamed, _ = stream_all(streaming.StreamScanner(guard), list(text))
     assert streamed == guard.check(text).text
 
 
@@ -244,12 +244,12 @@ def test_random_chunking_matches_whole_text() -> None:
             size = generator.randint(1, 9)
             chunks.append(text[position : position + size])
             position += size
-        streamed, _ = stream_all(guard.stream(), chunks)
+        streamed, _ = stream_all(streaming.StreamScanner(guard), chunks)
         assert streamed == expected
 
 
 def test_private_key_held_until_end() -> None:
-    scanner = output_guard().stream()
+    scanner = streaming.StreamScanner(output_guard())
     body = "\n".join(["MIIEowIBAAKCAQEA" + "x" * 60] * 5)
     first = scanner.feed("Here you go:\n-----BEGIN RSA PRIVATE KEY-----\n" + body + "\n")
     assert "MIIE" not in first.text
@@ -259,7 +259,7 @@ def test_private_key_held_until_end() -> None:
 
 
 def test_blocked_stream() -> None:
-    scanner = output_guard(pii={"action": "block"}).stream()
+    scanner = streaming.StreamScanner(output_guard(pii={"action": "block"}))
     first = scanner.feed("Your card number is 4111 1111 ")
     assert first.blocked is None
     result = scanner.feed("1111 1111 and that's it")
@@ -274,7 +274,7 @@ def test_blocked_stream() -> None:
 
 
 def test_toxic_stream_blocks() -> None:
-    scanner = output_guard().stream()
+    scanner = streaming.StreamScanner(output_guard())
     results = [scanner.feed(chunk) for chunk in ["Well, ", "you are a ", "worthless ", "fucking "]]
     blocked = [r.blocked for r in results if r.blocked is not None]
     assert blocked
@@ -283,7 +283,7 @@ def test_toxic_stream_blocks() -> None:
 
 
 def test_zero_holdback_emits_immediately() -> None:
-    scanner = output_guard(streamHoldbackChars=0).stream()
+    scanner = streaming.StreamScanner(output_guard(streamHoldbackChars=0))
     assert scanner.feed("hello wor").text == "hello wor"
     assert scanner.finish().text == ""
 
@@ -352,7 +352,7 @@ def test_tokens_spell_the_redacted_text_whatever_the_split(seed: int) -> None:
     rng = random.Random(seed)
     cuts = sorted(rng.sample(range(1, len(text)), 40))
     tokens_in = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
-    scanner = output_guard().tokens()
+    scanner = streaming.TokenScanner(output_guard())
     out: dict[int, str] = {}
     for start in range(0, len(tokens_in), 3):
         result = scanner.feed(tokens_in[start : start + 3])
@@ -367,7 +367,7 @@ def test_tokens_spell_the_redacted_text_whatever_the_split(seed: int) -> None:
 
 
 def test_token_scanner_blocks_and_releases_nothing_after() -> None:
-    scanner = output_guard(denyPatterns={"patterns": ["s3cret"]}).tokens()
+    scanner = streaming.TokenScanner(output_guard(denyPatterns={"patterns": ["s3cret"]}))
     first = scanner.feed(["the ", "word is s3"])
     second = scanner.feed(["cret", " indeed"])
     assert first.blocked is None
