@@ -429,12 +429,17 @@ class Autoscalers:
         direction: str,
         reason: str,
         read_error: str | None,
+        outcomes: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Record one decision (and the reason its reading failed, if it did)."""
+        """Record one decision (and the reason its reading failed, if it did). A new
+        LLMDeployment's decisions counter starts at 0 for each (direction, reason) of
+        `outcomes`, so an increase counts the first decision of a kind too."""
         with self._lock:
             entry = self._entries.get((namespace, name))
             if entry is None:
-                entry = self._entries[(namespace, name)] = _AutoscalerEntry(figures)
+                entry = self._entries[(namespace, name)] = _AutoscalerEntry(
+                    figures, decisions=dict.fromkeys(outcomes, 0)
+                )
             entry.figures = figures
             key = (direction, reason)
             entry.decisions[key] = entry.decisions.get(key, 0) + 1

@@ -3,15 +3,19 @@ real exporters under load: each must parse and return data, and name only metric
 some exporter emits.
 
 The operator (in-process, against the real API server) manages three LLMDeployments:
-`chat` (guardrails on, KEDA-style autoscaling 1..5 replicas of 4 GPUs at 2 queued per
-replica), `plain` (no gateway, one replica) and `broken` (a node selector the API
-server refuses, so the operator's API-error and failed-pass series exist). Their Ready
-Pods get engine and gateway processes, Prometheus scrapes them and the operator and
-loads the PrometheusRules the operator renders (observed_fleet.py), and load rises and
-falls so that `chat` scales up and down. Then every query of the chart's dashboards
-(variables filled in) and every alert's probes go through Prometheus's HTTP API, and
-each dashboard is drawn from the same data (set LLM_OPERATOR_DASHBOARD_PICTURES=DIR to
-keep the PNGs, as `make dashboard-pictures` does for docs/).
+`chat` (guardrails on, the builtin autoscaler at 1..5 replicas of 4 GPUs, reading the
+harness's Prometheus), `plain` (no gateway, one replica) and `broken` (a node selector
+the API server refuses, so the operator's API-error and failed-pass series exist).
+The load harness (`tests/support/loadharness`) serves their Ready Pods with engine
+simulators (2% of requests fail) and, for `chat`, gateways; its Prometheus scrapes
+them and the operator and evaluates the PrometheusRules the operator applied. `chat`
+is served only once its autoscaler has failed to read a signal (so those series
+exist), then load (with guardrail-blocked, cached and streamed requests) rises and
+falls, and the operator's own loop scales `chat` up to what the GPU nodes hold and
+back down. Then every query of the chart's dashboards (variables filled in) and every
+alert's probes go through Prometheus's HTTP API, and each dashboard is drawn from the
+same data (set LLM_OPERATOR_DASHBOARD_PICTURES=DIR to keep the PNGs, as `make
+dashboard-pictures` does for docs/).
 """
 
 from __future__ import annotations
@@ -21,16 +25,16 @@ import math
 import os
 import pathlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from llm_operator import handlers
-from llm_operator.builders import alerts, children, common, monitoring
-from tests.integration import cluster, conftest, observed_fleet
+from llm_operator.builders import alerts, children, common, monitoring, signals
+from tests.integration import cluster, conftest
 from tests.integration import test_operator as ops
-from tests.support import dashboard_png, dashboard_queries, promcheck, prometheus
+from tests.support import dashboard_png, dashboard_queries, loadharness, promcheck, prometheus
 
 PRUNED = {"serviceMonitor": False, "prometheusRule": True}
 PICTURES_ENV = "LLM_OPERATOR_DASHBOARD_PICTURES"
@@ -39,6 +43,26 @@ GUARDRAILS = {
     "input": {"promptInjection": {"action": "block"}},
     "cache": {"enabled": True},
 }
+ENGINE = loadharness.EngineSettings(
+    max_num_seqs=2, decode_tokens_per_s=60.0, output_tokens=24, kv_cache_tokens=1024, fail_rate=0.02
+)
+MIX = loadharness.Traffic(blocked=0.1, repeated=0.15, streamed=0.3, temperature=0.7)
+# Windows short enough for a run of a few minutes (the defaults: docs/autoscaling.md).
+AUTOSCALING = {
+    "enabled": True,
+    "provider": "builtin",
+    "minReplicas": 1,
+    "maxReplicas": 5,
+    "includeRunning": True,
+    "targetPerReplica": 4,
+    "pollingIntervalSeconds": 2,
+    "stableWindowSeconds": 20,
+    "panicWindowSeconds": 4,
+    "scaleDownStabilizationSeconds": 30,
+    "scalePeriodSeconds": 10,
+}
+#: (seconds, concurrent clients of chat): calm, a rush chat scales up for, calm again.
+PHASES = [(45, 3), (110, 20), (110, 2)]
 
 
 def specs(prometheus_url: str) -> dict[str, dict[str, Any]]:
@@ -47,14 +71,7 @@ def specs(prometheus_url: str) -> dict[str, dict[str, Any]]:
             "model": {"uri": "hf://org/chat"},
             "resources": {"gpus": 4},
             "guardrails": GUARDRAILS,
-            "autoscaling": {
-                "enabled": True,
-                "provider": "keda",
-                "minReplicas": 1,
-                "maxReplicas": 5,
-                "targetQueueDepth": 2,
-                "prometheusUrl": prometheus_url,
-            },
+            "autoscaling": {**AUTOSCALING, "prometheusUrl": prometheus_url},
             "observability": {"podMonitor": True, "prometheusRule": True},
         },
         "plain": {
@@ -75,133 +92,146 @@ def target(namespace: str, name: str, spec: dict[str, Any]) -> common.Target:
     )
 
 
-def rule_file(namespace: str, path: pathlib.Path, url: str) -> list[common.Target]:
-    """The PrometheusRules the operator renders for chat and plain, as one rule file."""
-    targets = [target(namespace, n, s) for n, s in specs(url).items() if n != "broken"]
-    groups = []
-    for t in targets:
-        rule = alerts.prometheus_rule(t, common.Options())
-        assert rule is not None
-        groups += rule["spec"]["groups"]
-    path.write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
-    return targets
-
-
 def deployment_replicas(plane: cluster.ControlPlane, namespace: str, name: str) -> int:
     return int(plane.apps.read_namespaced_deployment_scale(name, namespace).spec.replicas or 0)
 
 
+def events(plane: cluster.ControlPlane, namespace: str, name: str, reason: str) -> list[Any]:
+    return [
+        e
+        for e in plane.core.list_namespaced_event(namespace).items
+        if e.reason == reason and e.involved_object.name == name
+    ]
+
+
+@pytest.fixture
+def harness(operator: conftest.Operator, tmp_path: pathlib.Path) -> Iterator[loadharness.Harness]:
+    with loadharness.Harness(operator.plane.new_client(), tmp_path, engine=ENGINE) as running:
+        port = handlers.RUNTIME.metrics_port
+        assert port is not None, "the operator serves no metrics"
+        running.scrape_operator(f"127.0.0.1:{port}")
+        yield running
+
+
 @pytest.mark.timeout(1200)
 def test_every_dashboard_query_and_alert_returns_data_under_load(
-    operator: conftest.Operator, namespace: str, tmp_path: pathlib.Path
+    operator: conftest.Operator,
+    namespace: str,
+    harness: loadharness.Harness,
+    tmp_path: pathlib.Path,
 ) -> None:
     plane = operator.plane
-    port = handlers.RUNTIME.metrics_port
-    assert port is not None
-    fleet = observed_fleet.Fleet(plane, namespace, tmp_path)
-    rules = tmp_path / "rules.yaml"
-    # The rules do not depend on the Prometheus URL; the spec needs it.
-    rule_file(namespace, rules, "http://placeholder:9090")
-    server = prometheus.Prometheus.start(
-        observed_fleet.prometheus_config(fleet.sd_file, port, rules), tmp_path / "prometheus"
+    server = harness.prometheus
+    assert server is not None
+    chat_query = signals.query(target(namespace, "chat", specs(server.url)["chat"]))
+    for name, spec in specs(server.url).items():
+        doc = {"apiVersion": ops.GROUP_VERSION, "kind": "LLMDeployment", "spec": spec}
+        ops.create(plane, namespace, {**doc, "metadata": {"name": name}})
+    for name in ("chat", "plain"):
+        ops.wait_ready(plane, namespace, name)
+    harness.serve(namespace, "plain")
+    # Before chat is served its autoscaler reads no signal, and says so.
+    cluster.wait_for(
+        "chat's failed readings in Prometheus",
+        lambda: server.query(
+            f'llm_operator_autoscaler_signal_errors_total{{namespace="{namespace}",'
+            f'llmdeployment="chat"}}'
+        ),
+        timeout=60,
     )
-    load = observed_fleet.Load(fleet)
-    try:
-        targets = rule_file(namespace, rules, server.url)
-        for name, spec in specs(server.url).items():
-            doc = {"apiVersion": ops.GROUP_VERSION, "kind": "LLMDeployment", "spec": spec}
-            ops.create(plane, namespace, {**doc, "metadata": {"name": name}})
-        for t in targets:
-            fleet.watch(t)
-            ops.wait_ready(plane, namespace, t.name)
-        chat = targets[0]
-        scaler = observed_fleet.Scaler(plane, server, chat)
-        seen: list[int] = []
-        with (
-            observed_fleet.background(fleet.sync, 2.0),
-            observed_fleet.background(lambda: seen.append(scaler.step() or 0), 3.0),
-        ):
-            cluster.wait_for(
-                "replicas serving", lambda: fleet.urls("chat") and fleet.urls("plain"), 60
+    harness.serve(namespace, "chat")
+    cluster.wait_for("chat's signal", lambda: server.value(chat_query) is not None, 60)
+    time.sleep(5)  # a few scrapes of every process before the load starts
+
+    start = time.time()
+    plain = harness.load(namespace, "plain", concurrency=2, max_tokens=16, mix=MIX)
+    chat = harness.load(namespace, "chat", concurrency=PHASES[0][1], max_tokens=24, mix=MIX)
+    seen: list[int] = []
+    for seconds, clients in PHASES:
+        chat.set_concurrency(clients)
+        phase_end = time.monotonic() + seconds
+        while time.monotonic() < phase_end:
+            seen.append(deployment_replicas(plane, namespace, "chat"))
+            time.sleep(3)
+        if clients == max(c for _, c in PHASES):
+            # An SRE drops plain's ServiceMonitor: the operator prunes it.
+            ops.patch_spec(plane, namespace, "plain", {"observability": PRUNED})
+    cluster.wait_for(
+        "chat back at 1 replica", lambda: deployment_replicas(plane, namespace, "chat") == 1, 120
+    )
+    time.sleep(10)  # the scale-down scraped, so the pictures end on it
+    end = time.time()
+    chat.stop()
+    plain.stop()
+    print(
+        f"chat's replicas over the run: {seen}; chat answers {chat.stats.statuses}, "
+        f"plain answers {plain.stats.statuses}"
+    )
+    # The operator's own loop scaled chat up (as far as the GPU nodes hold) and down.
+    assert max(seen) >= 3, f"chat never scaled up: {seen}"
+    assert events(plane, namespace, "chat", "ScaledUp")
+    assert events(plane, namespace, "chat", "ScaledDown")
+    decisions = 'llm_operator_autoscaler_decisions_total{{llmdeployment="chat",direction="{}"}}'
+    assert server.value(decisions.format("up")), "no scale-up decision in Prometheus"
+    assert server.value(decisions.format("down")), "no scale-down decision in Prometheus"
+    # The mix reached the gateway: blocked (4xx), served from cache or engine, and failed.
+    assert chat.stats.refused > 0
+    assert chat.stats.answered > 0
+    assert chat.stats.failed > 0
+    # broken's passes fail on the API server's 422; it is still counted, not Ready.
+    (unknown,) = server.query(
+        f'llm_operator_llmdeployment_phase{{namespace="{namespace}",llmdeployment="broken"}}'
+    )
+    assert unknown["metric"]["phase"] == "Unknown"
+    assert server.query('llm_operator_api_errors_total{code="422",operation="apply"}')
+
+    values = {
+        "namespace": namespace,
+        "llmdeployment": "chat",
+        "job": prometheus.OPERATOR_JOB,
+        "__rate_interval": "30s",
+        "__range": f"{math.ceil(end - start)}s",
+        "__interval": "15s",
+    }
+    targets = [target(namespace, n, s) for n, s in specs(server.url).items() if n != "broken"]
+    found = dashboard_queries.queries(values)
+    queries = [(str(q), q.expr, True) for q in found if not q.annotation]
+    for t in targets:
+        for alert in alerts.alerts(t):
+            queries.append((f"{t.name} alert {alert.name}", alert.expr, False))
+            queries += [(f"{t.name} alert {alert.name} probe", p, True) for p in alert.probes]
+    queries.append(("chat autoscaler signal query", chat_query, True))
+    queries.append(("chat queue depth query", monitoring.queue_depth_query(targets[0]), True))
+    checked = promcheck.check(server, queries, at=end)
+    annotations = [(str(q), q.expr, True) for q in found if q.annotation]
+    checked += promcheck.check(server, annotations, span=(start, end, 15.0))
+    failed = [str(c) for c in checked if not c.ok]
+    dashboards = sum(1 for c in checked if c.where.startswith("llm-"))
+    print(f"{len(checked)} queries checked ({dashboards} from dashboards): {len(failed)} failed")
+    assert not failed, "\n".join(failed)
+
+    # The check tells a metric no exporter emits (vLLM V0's name for the KV cache).
+    (renamed,) = promcheck.check(
+        server,
+        [
+            (
+                "renamed",
+                f'max(vllm:gpu_cache_usage_perc{{namespace="{namespace}"}}) or vector(0)',
+                True,
             )
-            time.sleep(6)  # the processes' first scrapes
-            start = time.time()
-            load.start()
-            phases = [(45, 3), (110, 20), (110, 2)]  # (seconds, concurrent chat clients)
-            load.concurrency["plain"] = 2
-            for seconds, clients in phases:
-                load.concurrency["chat"] = clients
-                time.sleep(seconds)
-                if clients == 20:
-                    # An SRE drops plain's ServiceMonitor: the operator prunes it.
-                    ops.patch_spec(plane, namespace, "plain", {"observability": PRUNED})
-            end = time.time()
-            load.stop()
-        scaled_up = max(seen)
-        final = deployment_replicas(plane, namespace, "chat")
-        print(f"chat's replicas: max {scaled_up}, final {final}; answers by status {load.answered}")
-        assert scaled_up >= 3, f"chat never scaled up: {seen}"
-        # broken's passes fail on the API server's 422; it is still counted, not Ready.
-        (unknown,) = server.query(
-            f'llm_operator_llmdeployment_phase{{namespace="{namespace}",llmdeployment="broken"}}'
-        )
-        assert unknown["metric"]["phase"] == "Unknown"
-        assert server.query('llm_operator_api_errors_total{code="422",operation="apply"}')
-        assert final == 1, f"chat did not scale back down: {seen}"
+        ],
+        at=end,
+    )
+    assert not renamed.ok
+    assert renamed.unknown == ("vllm:gpu_cache_usage_perc",)
 
-        values = {
-            "namespace": namespace,
-            "llmdeployment": "chat",
-            "job": "llm-operator",
-            "__rate_interval": "30s",
-            "__range": f"{math.ceil(end - start)}s",
-            "__interval": "15s",
-        }
-        found = dashboard_queries.queries(values)
-        queries = [(str(q), q.expr, True) for q in found if not q.annotation]
-        for t in targets:
-            for alert in alerts.alerts(t):
-                queries.append((f"{t.name} alert {alert.name}", alert.expr, False))
-                queries += [(f"{t.name} alert {alert.name} probe", p, True) for p in alert.probes]
-        queries.append(("chat KEDA query", monitoring.queue_depth_query(chat), True))
-        checked = promcheck.check(server, queries, at=end)
-        events = [(str(q), q.expr, True) for q in found if q.annotation]
-        checked += promcheck.check(server, events, span=(start, end, 15.0))
-        failed = [str(c) for c in checked if not c.ok]
-        dashboards = sum(1 for c in checked if c.where.startswith("llm-"))
-        print(
-            f"{len(checked)} queries checked ({dashboards} from dashboards): {len(failed)} failed"
-        )
-        assert not failed, "\n".join(failed)
+    # Prometheus evaluates the PrometheusRules the operator applied, without error.
+    health = {rule["name"]: rule["health"] for rule in server.rules()}
+    assert set(health) == {a.name for t in targets for a in alerts.alerts(t)}
+    assert set(health.values()) == {"ok"}, health
 
-        # The check tells a metric no exporter emits (vLLM V0's name for the KV cache).
-        (renamed,) = promcheck.check(
-            server,
-            [
-                (
-                    "renamed",
-                    f'max(vllm:gpu_cache_usage_perc{{namespace="{namespace}"}}) or vector(0)',
-                    True,
-                )
-            ],
-            at=end,
-        )
-        assert not renamed.ok
-        assert renamed.unknown == ("vllm:gpu_cache_usage_perc",)
-
-        # Prometheus evaluated the rules the operator renders without error.
-        health = {rule["name"]: rule["health"] for rule in server.rules()}
-        assert len(health) >= 10
-        assert set(health.values()) == {"ok"}, health
-
-        pictures = pathlib.Path(os.environ.get(PICTURES_ENV) or tmp_path / "pictures")
-        for path in sorted(dashboard_queries.DASHBOARDS.glob("*.json")):
-            model = json.loads(path.read_text(encoding="utf-8"))
-            out = dashboard_png.render(
-                model, server, values, start, end, pictures / f"{path.stem}.png"
-            )
-            assert out.stat().st_size > 20_000, out
-    finally:
-        load.stop()
-        fleet.stop()
-        server.stop()
+    pictures = pathlib.Path(os.environ.get(PICTURES_ENV) or tmp_path / "pictures")
+    for path in sorted(dashboard_queries.DASHBOARDS.glob("*.json")):
+        model = json.loads(path.read_text(encoding="utf-8"))
+        out = dashboard_png.render(model, server, values, start, end, pictures / f"{path.stem}.png")
+        assert out.stat().st_size > 20_000, out

@@ -42,6 +42,7 @@ def _scale(unit: str) -> tuple[float, str]:
         "bytes": (1 / 2**20, "MiB"),
         "reqps": (1.0, "req/s"),
         "ops": (1.0, "/s"),
+        "opm": (1.0, "/min"),
     }.get(unit, (1.0, ""))
 
 

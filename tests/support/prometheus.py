@@ -1,18 +1,28 @@
-"""A real Prometheus for tests: the project's pinned build, started on a free port.
+"""A real Prometheus for tests: the project's pinned build, its targets and rules from files.
 
-`Prometheus.start(config, directory)` writes `config` (a Prometheus configuration as a
-dict) and runs `bin/prometheus` (through `tools.path`, never one from PATH) with its
-TSDB in `directory`, waits until /-/ready answers, and returns the running server.
-`query` and `query_range` call the HTTP API and raise `QueryError` with Prometheus's
-own message when a query does not parse or fails. `stop()` ends the process.
+`Prometheus.start(workdir)` runs `bin/prometheus` (through `tools.path`, never one
+from PATH) on a free loopback port with its TSDB in `workdir`, a 1 s scrape and
+evaluation interval, and waits until /-/ready answers. Its scrape jobs take their
+targets from file-based service discovery: `set_targets(group, targets, job)` writes
+one JSON file atomically when it changed (Prometheus picks it up within a second);
+each `Target` carries its labels, and `__metrics_path__` picks the path. Job `llm`
+(`JOB`) holds the serving processes; job `llm-operator` (`OPERATOR_JOB`) the
+operator's metrics endpoint, scraped with `honor_labels` as the chart's
+ServiceMonitor must (its per-LLMDeployment series keep their own `namespace`).
+`set_rules(name, groups)` loads a rule file (the groups of a PrometheusRule) and has
+Prometheus reload. `query` and `query_range` call the HTTP API and raise `QueryError`
+with Prometheus's own message when a query does not parse or fails; `value(expr)`
+sums an instant query's samples (None when there are none); `metric_names`, `rules`
+and `targets_up` read the rest. `stop()` ends the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import pathlib
-import socket
 import subprocess
 import time
 import urllib.error
@@ -23,6 +33,13 @@ from typing import Any
 import yaml
 
 from tests.support import tools
+from tests.support.devcluster import procs
+
+SCRAPE_INTERVAL = "1s"
+#: The scrape job of the serving processes (engines, gateways, the load's Service).
+JOB = "llm"
+#: The scrape job of the operator's metrics endpoint (the dashboards' `$job`).
+OPERATOR_JOB = "llm-operator"
 
 
 def _open(request: str | urllib.request.Request, timeout: float) -> Any:
@@ -37,16 +54,36 @@ class QueryError(Exception):
     """Prometheus refused or failed a query (its errorType and error in the message)."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One scrape target: an address, a metrics path and its labels."""
+
+    address: str
+    path: str
+    labels: dict[str, str]
+
+
+def _config(workdir: pathlib.Path, scrape_interval: str) -> dict[str, Any]:
+    def job(name: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "job_name": name,
+            "scrape_timeout": scrape_interval,
+            "file_sd_configs": [
+                {"files": [str(workdir / "targets" / name / "*.json")], "refresh_interval": "1s"}
+            ],
+            **extra,
+        }
+
+    return {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(workdir / "rules" / "*.yaml")],
+        "scrape_configs": [job(JOB), job(OPERATOR_JOB, honor_labels=True)],
+    }
 
 
 @dataclasses.dataclass
 class Prometheus:
-    """A running Prometheus process."""
+    """A running Prometheus process, its target files and its rule files."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -54,36 +91,37 @@ class Prometheus:
 
     @classmethod
     def start(
-        cls, config: dict[str, Any], directory: pathlib.Path, timeout: float = 60.0
+        cls, workdir: pathlib.Path, scrape_interval: str = SCRAPE_INTERVAL, timeout: float = 60.0
     ) -> Prometheus:
-        directory.mkdir(parents=True, exist_ok=True)
-        config_file = directory / "prometheus.yml"
+        """Start Prometheus and wait until it is ready."""
+        for folder in (workdir / "targets" / JOB, workdir / "targets" / OPERATOR_JOB):
+            folder.mkdir(parents=True, exist_ok=True)
+        (workdir / "rules").mkdir(exist_ok=True)
+        config_file = workdir / "prometheus.yml"
+        config = _config(workdir, scrape_interval)
         config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        port = free_port()
-        log = (directory / "prometheus.log").open("wb")
-        process = subprocess.Popen(  # noqa: S603 - the project's own pinned binary
-            [
-                str(tools.path("prometheus")),
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        server = cls(f"http://127.0.0.1:{port}", process, directory)
+        (port,) = procs.free_ports(1)
+        with (workdir / "prometheus.log").open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603 - the project's own pinned binary
+                [
+                    str(tools.path("prometheus")),
+                    f"--config.file={config_file}",
+                    f"--storage.tsdb.path={workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--web.enable-lifecycle",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        server = cls(f"http://127.0.0.1:{port}", process, workdir)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"prometheus exited {process.returncode}: {server.log()}")
-            try:
-                with _open(server.url + "/-/ready", 2) as response:
-                    if response.status == 200:
-                        return server
-            except OSError:
-                pass
+            with contextlib.suppress(OSError), _open(server.url + "/-/ready", 2) as response:
+                if response.status == 200:
+                    return server
             time.sleep(0.2)
         server.stop()
         raise RuntimeError(f"prometheus not ready after {timeout}s: {server.log()}")
@@ -100,6 +138,56 @@ class Prometheus:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+    # --- what it scrapes and evaluates -----------------------------------------------------
+
+    def set_targets(self, group: str, targets: list[Target], job: str = JOB) -> None:
+        """Replace the targets of one group (one file) of a job, atomically, when they changed."""
+        document = [
+            {"targets": [t.address], "labels": {**t.labels, "__metrics_path__": t.path}}
+            for t in targets
+        ]
+        path = self.directory / "targets" / job / f"{group}.json"
+        text = json.dumps(document)
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text(encoding="utf-8") == text:
+                return
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+
+    def remove_targets(self, group: str, job: str = JOB) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / "targets" / job / f"{group}.json").unlink()
+
+    def set_rules(self, name: str, groups: list[dict[str, Any]]) -> None:
+        """Load rule groups as the rule file `name` (replacing it), when they changed."""
+        path = self.directory / "rules" / f"{name}.yaml"
+        text = yaml.safe_dump({"groups": groups}, sort_keys=False)
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text(encoding="utf-8") == text:
+                return
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+        self.reload()
+
+    def remove_rules(self, name: str) -> None:
+        path = self.directory / "rules" / f"{name}.yaml"
+        if path.exists():
+            path.unlink()
+            self.reload()
+
+    def reload(self) -> None:
+        """Have Prometheus read its configuration and rule files again."""
+        request = urllib.request.Request(  # noqa: S310 - _open checks it
+            self.url + "/-/reload", data=b"", method="POST"
+        )
+        with _open(request, 30) as response:
+            if response.status != 200:
+                raise RuntimeError(f"prometheus reload answered {response.status}: {self.log()}")
+
+    # --- the HTTP API --------------------------------------------------------------------
 
     def _api(self, path: str, params: dict[str, str]) -> Any:
         data = urllib.parse.urlencode(params).encode()
@@ -123,6 +211,11 @@ class Prometheus:
             return [{"metric": {}, "value": data["result"]}]
         result: list[dict[str, Any]] = data["result"]
         return result
+
+    def value(self, expr: str) -> float | None:
+        """The query's samples summed, or None when it returns no series."""
+        samples = [float(item["value"][1]) for item in self.query(expr)]
+        return sum(samples) if samples else None
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
         """A range query's matrix."""

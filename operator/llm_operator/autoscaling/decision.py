@@ -62,6 +62,23 @@ class Reason(enum.StrEnum):
     ABOVE_MAX_REPLICAS = "AboveMaxReplicas"
 
 
+#: Every (direction, reason) a decision can have. The decisions metric starts each at 0
+#: for a new LLMDeployment, so a rate or an increase counts the first of a kind too
+#: (Prometheus cannot tell a counter that appears at 1 from one that was always 1).
+OUTCOMES: tuple[tuple[Direction, Reason], ...] = (
+    (Direction.UP, Reason.SIGNAL_ABOVE_TARGET),
+    (Direction.UP, Reason.BURST),
+    (Direction.UP, Reason.BELOW_MIN_REPLICAS),
+    (Direction.DOWN, Reason.SIGNAL_BELOW_TARGET),
+    (Direction.DOWN, Reason.ABOVE_MAX_REPLICAS),
+    (Direction.NONE, Reason.WITHIN_TARGET),
+    (Direction.NONE, Reason.STABILIZING),
+    (Direction.NONE, Reason.WARMING_UP),
+    (Direction.NONE, Reason.NO_SIGNAL),
+    (Direction.NONE, Reason.GPU_SHORTAGE),
+)
+
+
 class Limit(enum.StrEnum):
     """What kept the decision from the count the signal asks for (condition ScalingLimited)."""
 

@@ -257,6 +257,7 @@ class Loop:
             made.direction.value,
             made.reason.value,
             reading.error,
+            outcomes=[(d.value, r.value) for d, r in decision.OUTCOMES],
         )
         options = self._options()
         if scaling_now and made.desired != made.current:

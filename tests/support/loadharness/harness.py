@@ -7,15 +7,18 @@ import types
 
 from kubernetes import client
 
-from tests.support.loadharness import load, prometheus, replicas
+from tests.support import prometheus
+from tests.support.loadharness import load, replicas, rules, traffic
 
 
 class Harness:
     """A serving fleet for a local cluster: use as a context manager.
 
-    `serve(namespace, name)` runs real processes for the LLMDeployment's Ready Pods and
-    has Prometheus scrape them; `load(namespace, name, concurrency)` starts a load
-    generator over them; `prometheus_url` is what an LLMDeployment's
+    `serve(namespace, name)` runs real processes for the LLMDeployment's Ready Pods,
+    has Prometheus scrape them and evaluate the LLMDeployment's PrometheusRule;
+    `load(namespace, name, concurrency)` starts a load generator over them;
+    `scrape_operator(address)` adds the operator's metrics endpoint (job
+    `llm-operator`); `prometheus_url` is what an LLMDeployment's
     `spec.autoscaling.prometheusUrl` (or the operator's `--prometheus-url`) points at.
     """
 
@@ -40,7 +43,11 @@ class Harness:
         )
         try:
             self.replicas = replicas.Replicas(
-                self._api_client, self.prometheus, self.workdir / "replicas", self._engine
+                self._api_client,
+                self.prometheus,
+                self.workdir / "replicas",
+                self._engine,
+                rules=rules.Rules(self._api_client, self.prometheus),
             ).start()
         except BaseException:
             self.prometheus.stop()
@@ -65,15 +72,26 @@ class Harness:
         assert self.prometheus is not None, "use the Harness as a context manager"
         return self.prometheus.url
 
+    def scrape_operator(self, address: str) -> None:
+        """Scrape the operator's metrics endpoint (host:port, path /metrics) from now on."""
+        assert self.prometheus is not None, "use the Harness as a context manager"
+        target = prometheus.Target(address, "/metrics", {})
+        self.prometheus.set_targets("operator", [target], job=prometheus.OPERATOR_JOB)
+
     def serve(self, namespace: str, name: str) -> None:
         """Run processes for the LLMDeployment's Ready Pods from now on."""
         assert self.replicas is not None, "use the Harness as a context manager"
         self.replicas.watch(namespace, name)
 
     def load(
-        self, namespace: str, name: str, concurrency: int, max_tokens: int = 16
+        self,
+        namespace: str,
+        name: str,
+        concurrency: int,
+        max_tokens: int = 16,
+        mix: traffic.Traffic | None = None,
     ) -> load.LoadGenerator:
-        """Start closed-loop clients over the LLMDeployment's served Pods."""
+        """Start closed-loop clients over the LLMDeployment's served Pods, sending `mix`."""
         assert self.replicas is not None
         assert self.prometheus is not None
         served = self.replicas
@@ -83,6 +101,7 @@ class Harness:
             name,
             concurrency=concurrency,
             max_tokens=max_tokens,
+            traffic=mix,
         )
         generator.register(self.prometheus)
         self._loads.append(generator)

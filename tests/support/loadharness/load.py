@@ -9,8 +9,10 @@ in a router or ingress in front of a scaled-to-zero model: that number is export
 as `harness_service_pending_requests{namespace, llmdeployment}` on the generator's
 own metrics port (`metrics_address`), which `register(prometheus)` adds as a scrape
 target (`component="service"`): a signal that exists while no Pod does, the kind an
-`activationQuery` wakes a deployment from zero with. `set_concurrency` changes the
-load while it runs; `stats` counts what was sent, answered and failed.
+`activationQuery` wakes a deployment from zero with. `traffic` (a `traffic.Traffic`)
+sets the mix of requests; `set_concurrency` changes the load while it runs; `stats`
+counts what was sent, answered (2xx), refused (4xx: a guardrail's block) and failed
+(5xx, no answer), and the answers by HTTP status.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import random
 import threading
 from collections.abc import Callable
 
 import aiohttp
 import prometheus_client
 
-from tests.support.loadharness import prometheus as prometheus_module
+from tests.support import prometheus as prometheus_module
+from tests.support.loadharness import traffic as traffic_module
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +42,20 @@ class Stats:
 
     sent: int = 0
     answered: int = 0
+    refused: int = 0
     failed: int = 0
+    statuses: dict[int, int] = dataclasses.field(default_factory=dict)
+
+    def count(self, status: int | None) -> None:
+        """Count one request's outcome: its HTTP status, or None when no answer came."""
+        if status is not None:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status is not None and 200 <= status < 300:
+            self.answered += 1
+        elif status is not None and 400 <= status < 500:
+            self.refused += 1
+        else:
+            self.failed += 1
 
 
 class LoadGenerator:
@@ -52,8 +69,10 @@ class LoadGenerator:
         concurrency: int = 8,
         max_tokens: int = 16,
         request_timeout: float = 60.0,
+        traffic: traffic_module.Traffic | None = None,
     ) -> None:
         self._endpoints = endpoints
+        self._traffic = traffic or traffic_module.Traffic()
         self.namespace = namespace
         self.name = name
         self._concurrency = concurrency
@@ -138,12 +157,7 @@ class LoadGenerator:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def _client(self, session: aiohttp.ClientSession, index: int) -> None:
-        body = {
-            "model": self.name,
-            "prompt": f"Client {index}: write a short note about autoscaling.",
-            "max_tokens": self._max_tokens,
-            "temperature": 0.0,
-        }
+        rng = random.Random(f"{self.namespace}/{self.name}/{index}")  # noqa: S311 - a load mix
         while True:
             endpoints = self._endpoints()
             if not endpoints:
@@ -155,17 +169,17 @@ class LoadGenerator:
                 finally:
                     self._pending -= 1
             url = endpoints[next(self._turn) % len(endpoints)]
+            path, body = self._traffic.request(rng, self.name, index, self._max_tokens)
             self.stats.sent += 1
+            status: int | None
             try:
-                async with session.post(f"{url}/v1/completions", json=body) as answer:
+                async with session.post(f"{url}{path}", json=body) as answer:
                     await answer.read()
-                    ok = answer.status == 200
+                    status = answer.status
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, aiohttp.ClientError):
-                ok = False
-            if ok:
-                self.stats.answered += 1
-            else:
-                self.stats.failed += 1
+                status = None
+            self.stats.count(status)
+            if status is None or status >= 500:
                 await asyncio.sleep(0.2)

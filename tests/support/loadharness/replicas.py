@@ -1,23 +1,24 @@
-"""Real serving processes for the simulated Pods: one `llm-serving sim` behind one gateway each.
+"""Real serving processes for the simulated Pods: what each Pod's containers would run.
 
 kwok runs no containers, so a Ready Pod of an LLMDeployment on a simulated GPU node
 serves nothing. `Replicas` fills that in: a background thread lists the Pods of the
 watched LLMDeployments every `interval` seconds and, for each Ready Pod on a kwok
-node, starts an `llm-serving sim` on a loopback port and an `llm-serving gateway` in
-front of it on another (as in a real Pod, where vLLM listens on 127.0.0.1 behind the
-sidecar), with the LLMDeployment's own guardrail policy from its ConfigMap when it
-has one (every check off otherwise); a replica takes requests once its gateway's
-/ready answers. Each Pod's gateway is registered with Prometheus as two targets,
-`component="gateway"` (/metrics) and `component="engine"` (/metrics/engine),
-labelled `namespace`, `pod` and `llmdeployment` as the PodMonitor's relabelling
-does. A Pod that goes away or stops being Ready loses its processes and its
-targets. `endpoints(namespace, name)` gives the gateway URLs the load generator
-spreads requests over.
+node, starts an `llm-serving sim` on a loopback port (the `vllm` container) and, when
+the Pod has the `gateway` sidecar (guardrails on), an `llm-serving gateway` in front
+of it on another, as in a real Pod, where vLLM then listens on 127.0.0.1 behind the
+sidecar, with the LLMDeployment's guardrail policy from its ConfigMap. A replica
+takes requests once its gateway's /ready (or the engine's /health) answers. Each Pod
+is registered with Prometheus as the PodMonitor's endpoints and relabelling make it:
+labelled `namespace`, `pod` and `llmdeployment`, with `component="gateway"`
+(/metrics) and `component="engine"` (/metrics/engine through the gateway, or the
+engine's own /metrics without one). A Pod that goes away or stops being Ready loses
+its processes and its targets. `endpoints(namespace, name)` gives the URLs the load
+generator spreads requests over. With `rules`, each sync also loads the watched
+LLMDeployments' PrometheusRules (`rules.Rules`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -25,24 +26,21 @@ import pathlib
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from typing import Any
 
 from kubernetes import client
 
+from llm_operator.builders import monitoring
+from tests.support import prometheus as prometheus_module
 from tests.support.devcluster import procs
-from tests.support.loadharness import prometheus as prometheus_module
+from tests.support.loadharness import rules as rules_module
 
 logger = logging.getLogger(__name__)
 
 LABEL = "llmoperator.io/deployment"
-#: A gateway that checks nothing: a plain proxy, for LLMDeployments without guardrails.
-NO_CHECKS = {
-    "enabled": True,
-    "input": {"promptInjection": {"enabled": False}, "pii": {"enabled": False}},
-    "output": {"pii": {"enabled": False}, "toxicity": {"enabled": False}},
-}
+#: The name of the guardrail gateway's container in a Pod the operator builds.
+GATEWAY_CONTAINER = "gateway"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,14 +51,22 @@ class EngineSettings:
     decode_tokens_per_s: float = 20.0
     output_tokens: int = 32
     startup_delay_s: float = 0.0
+    #: KV cache capacity in tokens (None: the simulator's default, which never fills).
+    kv_cache_tokens: int | None = None
+    #: The share of requests that fail (a 500, or a dropped stream): an injected fault.
+    fail_rate: float = 0.0
 
     def argv(self) -> list[str]:
-        return [
+        argv = [
             f"--max-num-seqs={self.max_num_seqs}",
             f"--decode-tokens-per-s={self.decode_tokens_per_s}",
             f"--output-tokens={self.output_tokens}",
             f"--startup-delay-s={self.startup_delay_s}",
+            f"--fail-rate={self.fail_rate}",
         ]
+        if self.kv_cache_tokens is not None:
+            argv.append(f"--kv-cache-tokens={self.kv_cache_tokens}")
+        return argv
 
 
 @dataclasses.dataclass
@@ -69,14 +75,53 @@ class _Served:
     llmd: str
     pod: str
     engine: subprocess.Popen[bytes]
-    gateway: subprocess.Popen[bytes]
-    gateway_url: str
-    # Set once the gateway answers /ready (its engine is up): then it takes requests.
+    engine_address: str
+    # The gateway sidecar and its address, when the Pod has one.
+    gateway: subprocess.Popen[bytes] | None
+    gateway_address: str | None
+    # Set once the gateway answers /ready (its engine is up), or the engine /health.
     ready: bool = False
+
+    @property
+    def url(self) -> str:
+        """Where clients send requests: the gateway, or the engine without one."""
+        return f"http://{self.gateway_address or self.engine_address}"
+
+    @property
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in (self.gateway, self.engine) if p is not None]
+
+    def running(self) -> bool:
+        return all(p.poll() is None for p in self.processes)
+
+    def targets(self) -> list[prometheus_module.Target]:
+        """The scrape targets the PodMonitor would give this Pod."""
+        labels = {
+            "namespace": self.namespace,
+            "pod": self.pod,
+            monitoring.LLMDEPLOYMENT_LABEL: self.llmd,
+        }
+
+        def target(address: str, path: str, component: str) -> prometheus_module.Target:
+            return prometheus_module.Target(
+                address, path, {**labels, monitoring.COMPONENT_LABEL: component}
+            )
+
+        if self.gateway_address is None:
+            return [target(self.engine_address, monitoring.METRICS_PATH, monitoring.ENGINE)]
+        return [
+            target(self.gateway_address, monitoring.METRICS_PATH, monitoring.GATEWAY),
+            target(self.gateway_address, monitoring.ENGINE_PATH_VIA_GATEWAY, monitoring.ENGINE),
+        ]
 
 
 def _script() -> str:
     return str(pathlib.Path(sys.executable).with_name("llm-serving"))
+
+
+def _has_gateway(pod: dict[str, Any]) -> bool:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return any(c.get("name") == GATEWAY_CONTAINER for c in containers)
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -112,12 +157,14 @@ class Replicas:
         workdir: pathlib.Path,
         engine: EngineSettings | None = None,
         interval: float = 0.5,
+        rules: rules_module.Rules | None = None,
     ) -> None:
         self._core = client.CoreV1Api(api_client)
         self._prometheus = prometheus
         self._workdir = workdir
         self._engine = engine or EngineSettings()
         self._interval = interval
+        self._rules = rules
         self._watched: set[tuple[str, str]] = set()
         self._served: dict[str, _Served] = {}
         self._lock = threading.Lock()
@@ -146,21 +193,19 @@ class Replicas:
             served = list(self._served.values())
             self._served.clear()
         for item in served:
-            _stop(item.gateway)
-            _stop(item.engine)
+            for process in item.processes:
+                _stop(process)
         if self._prometheus is not None:
             for namespace, name in list(self._watched):
                 self._prometheus.remove_targets(f"{namespace}.{name}")
 
     def endpoints(self, namespace: str, name: str) -> list[str]:
-        """Gateway base URLs of the served Pods of one LLMDeployment."""
+        """Base URLs (gateway, else engine) of the served Pods of one LLMDeployment."""
         with self._lock:
             return sorted(
-                s.gateway_url
+                s.url
                 for s in self._served.values()
-                if (s.namespace, s.llmd) == (namespace, name)
-                and s.ready
-                and s.gateway.poll() is None
+                if (s.namespace, s.llmd) == (namespace, name) and s.ready and s.running()
             )
 
     def pods(self, namespace: str, name: str) -> list[str]:
@@ -180,17 +225,16 @@ class Replicas:
             self._stop.wait(self._interval)
 
     def _policy_file(self, namespace: str, name: str) -> pathlib.Path:
-        document: dict[str, Any] = NO_CHECKS
-        with contextlib.suppress(client.ApiException):
-            config_map = self._core.read_namespaced_config_map(f"{name}-guardrails", namespace)
-            text = (config_map.data or {}).get("policy.json")
-            if text:
-                document = json.loads(text)
+        """The guardrail policy the operator's ConfigMap holds, as the gateway's file."""
+        config_map = self._core.read_namespaced_config_map(f"{name}-guardrails", namespace)
+        text = (config_map.data or {}).get("policy.json")
+        if not text:
+            raise ValueError(f"ConfigMap {namespace}/{name}-guardrails has no policy.json")
         path = self._workdir / f"{namespace}.{name}.policy.json"
-        path.write_text(json.dumps(document), encoding="utf-8")
+        path.write_text(json.dumps(json.loads(text)), encoding="utf-8")
         return path
 
-    def _start(self, namespace: str, llmd: str, pod: str) -> _Served:
+    def _start(self, namespace: str, llmd: str, pod: str, gateway_on: bool) -> _Served:
         engine_port, gateway_port = procs.free_ports(2)
         logs = self._workdir / "logs"
         logs.mkdir(exist_ok=True)
@@ -209,6 +253,11 @@ class Replicas:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+        engine_address = f"127.0.0.1:{engine_port}"
+        self.started_total += 1
+        if not gateway_on:
+            logger.info("load harness: serving pod %s/%s on %s", namespace, pod, engine_address)
+            return _Served(namespace, llmd, pod, engine, engine_address, None, None)
         with (logs / f"{pod}.gateway.log").open("ab") as gateway_log:
             gateway = subprocess.Popen(  # noqa: S603 - our own command
                 [
@@ -225,15 +274,15 @@ class Replicas:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        self.started_total += 1
-        logger.info("load harness: serving pod %s/%s on 127.0.0.1:%d", namespace, pod, gateway_port)
-        return _Served(namespace, llmd, pod, engine, gateway, f"http://127.0.0.1:{gateway_port}")
+        gateway_address = f"127.0.0.1:{gateway_port}"
+        logger.info("load harness: serving pod %s/%s on %s", namespace, pod, gateway_address)
+        return _Served(namespace, llmd, pod, engine, engine_address, gateway, gateway_address)
 
     def sync(self) -> None:
         """Start processes for new Ready Pods, stop those of Pods gone, update the targets."""
         with self._lock:
             watched = set(self._watched)
-        wanted: dict[str, tuple[str, str, str]] = {}
+        wanted: dict[str, tuple[str, str, str, bool]] = {}
         for namespace, name in watched:
             listed = self._core.list_namespaced_pod(namespace, label_selector=f"{LABEL}={name}")
             for pod in listed.to_dict().get("items") or []:
@@ -241,15 +290,15 @@ class Replicas:
                 node = (pod.get("spec") or {}).get("node_name")
                 if not node or meta.get("deletion_timestamp") or not _ready(pod):
                     continue
-                wanted[str(meta["uid"])] = (namespace, name, str(meta["name"]))
+                wanted[str(meta["uid"])] = (namespace, name, str(meta["name"]), _has_gateway(pod))
         with self._lock:
             gone = [uid for uid in self._served if uid not in wanted]
             stopping = [self._served.pop(uid) for uid in gone]
             new = [uid for uid in wanted if uid not in self._served]
         for item in stopping:
             logger.info("load harness: pod %s/%s is gone; stopping it", item.namespace, item.pod)
-            _stop(item.gateway)
-            _stop(item.engine)
+            for process in item.processes:
+                _stop(process)
         for uid in new:
             served = self._start(*wanted[uid])
             with self._lock:
@@ -257,41 +306,21 @@ class Replicas:
         with self._lock:
             starting = [item for item in self._served.values() if not item.ready]
         for item in starting:
-            item.ready = _answers(f"{item.gateway_url}/ready")
+            item.ready = _answers(f"{item.url}/ready" if item.gateway else f"{item.url}/health")
         if self._prometheus is not None:
             self._register(watched)
+        if self._rules is not None:
+            self._rules.sync(watched)
 
     def _register(self, watched: set[tuple[str, str]]) -> None:
         assert self._prometheus is not None
         with self._lock:
             served = list(self._served.values())
         for namespace, name in watched:
-            targets = []
-            for item in served:
-                if (item.namespace, item.llmd) != (namespace, name):
-                    continue
-                address = item.gateway_url.removeprefix("http://")
-                labels = {"namespace": namespace, "pod": item.pod, "llmdeployment": name}
-                targets.append(
-                    prometheus_module.Target(
-                        address, "/metrics", {**labels, "component": "gateway"}
-                    )
-                )
-                targets.append(
-                    prometheus_module.Target(
-                        address, "/metrics/engine", {**labels, "component": "engine"}
-                    )
-                )
+            targets = [
+                target
+                for item in served
+                if (item.namespace, item.llmd) == (namespace, name)
+                for target in item.targets()
+            ]
             self._prometheus.set_targets(f"{namespace}.{name}", targets)
-
-
-def wait_until(what: str, probe: Any, timeout: float, interval: float = 0.5) -> Any:
-    """Call `probe` until it returns something truthy; raise TimeoutError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)

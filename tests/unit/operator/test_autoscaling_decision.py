@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable, Iterable
 
 import pytest
@@ -267,3 +268,24 @@ def test_policy_refuses_nonsense(kwargs: dict[str, float], message: str) -> None
     base: dict[str, float] = {"min_replicas": 1, "max_replicas": 4, "target": 1.0}
     with pytest.raises(ValueError, match=message):
         decision.Policy(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def test_every_decision_is_one_of_the_outcomes_the_metric_starts_at_zero() -> None:
+    rng = random.Random(7)
+    seen: set[tuple[decision.Direction, decision.Reason]] = set()
+    for run in range(30):
+        replay = Replay(replicas=rng.randint(1, 10), step=rng.choice([1.0, 5.0, 15.0]))
+        replay.unschedulable = run % 3 == 0
+        replay.fits = rng.choice([None, 0, 1])
+        for _ in range(40):
+            if rng.random() < 0.05:
+                low = rng.randint(1, 5)
+                replay.policy = dataclasses.replace(
+                    POLICY, min_replicas=low, max_replicas=rng.randint(low, 10)
+                )
+            level = rng.choice([None, 0.0, 5.0, 30.0, 200.0])
+            replay.feed([level] * rng.randint(1, 30))
+        seen |= {(d.direction, d.reason) for d in replay.decisions}
+    assert seen <= set(decision.OUTCOMES), seen - set(decision.OUTCOMES)
+    # The walk reaches most outcomes, so the check above is not vacuous.
+    assert len(seen) >= 8, seen

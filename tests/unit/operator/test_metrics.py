@@ -235,3 +235,30 @@ def test_set_prices_exposes_the_table() -> None:
         assert get("llm_operator_gpu_price_dollars_per_hour", {"gpu_type": "default"}) == 2.0
     finally:
         metrics.set_prices(pricing.default_table())
+
+
+def test_autoscaler_decisions_start_at_zero_for_every_outcome() -> None:
+    autoscalers = metrics.Autoscalers()
+    figures = metrics.AutoscalerFigures("queueDepth", 4.0, 2, 9.0, panic=False)
+    outcomes = [("up", "Burst"), ("none", "WithinTarget")]
+    autoscalers.observe("ns", "chat", figures, "none", "WithinTarget", None, outcomes=outcomes)
+    autoscalers.observe("ns", "chat", figures, "up", "Burst", "NoMetrics", outcomes=outcomes)
+    autoscalers.observe("ns", "chat", figures, "none", "WithinTarget", None, outcomes=outcomes)
+    found = {
+        (sample.name, sample.labels.get("direction"), sample.labels.get("reason")): sample.value
+        for family in autoscalers.collect()
+        for sample in family.samples
+        if sample.name.startswith("llm_operator_autoscaler_decisions")
+        and not sample.name.endswith("_created")
+    }
+    name = "llm_operator_autoscaler_decisions_total"
+    assert found == {(name, "up", "Burst"): 1, (name, "none", "WithinTarget"): 2}
+    fresh = metrics.Autoscalers()
+    fresh.observe("ns", "chat", figures, "none", "WithinTarget", None, outcomes=outcomes)
+    zero = {
+        (s.labels["direction"], s.labels["reason"]): s.value
+        for family in fresh.collect()
+        for s in family.samples
+        if s.name == name
+    }
+    assert zero == {("up", "Burst"): 0, ("none", "WithinTarget"): 1}
