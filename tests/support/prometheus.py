@@ -81,6 +81,18 @@ def _config(workdir: pathlib.Path, scrape_interval: str) -> dict[str, Any]:
     }
 
 
+def _replace(path: pathlib.Path, text: str) -> bool:
+    """Write `text` to `path` atomically (Prometheus never reads half a file), unless it
+    holds that already; whether it wrote."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return True
+
+
 @dataclasses.dataclass
 class Prometheus:
     """A running Prometheus process, its target files and its rule files."""
@@ -147,14 +159,7 @@ class Prometheus:
             {"targets": [t.address], "labels": {**t.labels, "__metrics_path__": t.path}}
             for t in targets
         ]
-        path = self.directory / "targets" / job / f"{group}.json"
-        text = json.dumps(document)
-        with contextlib.suppress(FileNotFoundError):
-            if path.read_text(encoding="utf-8") == text:
-                return
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
+        _replace(self.directory / "targets" / job / f"{group}.json", json.dumps(document))
 
     def remove_targets(self, group: str, job: str = JOB) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -162,15 +167,9 @@ class Prometheus:
 
     def set_rules(self, name: str, groups: list[dict[str, Any]]) -> None:
         """Load rule groups as the rule file `name` (replacing it), when they changed."""
-        path = self.directory / "rules" / f"{name}.yaml"
         text = yaml.safe_dump({"groups": groups}, sort_keys=False)
-        with contextlib.suppress(FileNotFoundError):
-            if path.read_text(encoding="utf-8") == text:
-                return
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-        self.reload()
+        if _replace(self.directory / "rules" / f"{name}.yaml", text):
+            self.reload()
 
     def remove_rules(self, name: str) -> None:
         path = self.directory / "rules" / f"{name}.yaml"

@@ -31,14 +31,13 @@ from typing import Any
 
 from kubernetes import client
 
-from llm_operator.builders import monitoring
+from llm_operator.builders import common, monitoring
 from tests.support import prometheus as prometheus_module
 from tests.support.devcluster import procs
 from tests.support.loadharness import rules as rules_module
 
 logger = logging.getLogger(__name__)
 
-LABEL = "llmoperator.io/deployment"
 #: The name of the guardrail gateway's container in a Pod the operator builds.
 GATEWAY_CONTAINER = "gateway"
 
@@ -284,7 +283,9 @@ class Replicas:
             watched = set(self._watched)
         wanted: dict[str, tuple[str, str, str, bool]] = {}
         for namespace, name in watched:
-            listed = self._core.list_namespaced_pod(namespace, label_selector=f"{LABEL}={name}")
+            listed = self._core.list_namespaced_pod(
+                namespace, label_selector=f"{common.LABEL_DEPLOYMENT}={name}"
+            )
             for pod in listed.to_dict().get("items") or []:
                 meta = pod.get("metadata") or {}
                 node = (pod.get("spec") or {}).get("node_name")
