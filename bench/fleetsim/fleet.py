@@ -42,6 +42,9 @@ class View:
     running: int
     scraped_waiting: int
     scraped_running: int
+    #: Requests finished so far (what `vllm:request_success_total` sums to), and as scraped.
+    completed: int = 0
+    scraped_completed: int = 0
 
 
 class Policy(Protocol):
@@ -85,6 +88,8 @@ class Result:
     gpu_hours: float
     scale_events: int
     series: Series
+    #: A reference row (what a policy could reach), not a competitor.
+    reference: bool = False
 
     @property
     def slo_attainment(self) -> float:
@@ -192,7 +197,8 @@ def run(
     waits_ok = 0
     waits: list[float] = []
     scale_events = 0
-    scraped = (0, 0)
+    done = 0
+    scraped = (0, 0, 0)
     next_scrape = 0.0
     next_decision = 0.0
     next_series = 0.0
@@ -224,7 +230,7 @@ def run(
                 capacity = fleet.ready * slots
                 admit(now)
             if now >= next_scrape:
-                scraped = (len(queue), busy)
+                scraped = (len(queue), busy, done)
                 next_scrape = now + scrape_interval
             if now >= next_decision:
                 view = View(
@@ -235,6 +241,8 @@ def run(
                     running=busy,
                     scraped_waiting=scraped[0],
                     scraped_running=scraped[1],
+                    completed=done,
+                    scraped_completed=scraped[2],
                 )
                 wanted = max(0, policy.decide(view))
                 if wanted != len(fleet.alive) and now >= measure_from:
@@ -257,6 +265,7 @@ def run(
         elif t_done <= t_arrival:
             now = heapq.heappop(completions)
             busy -= 1
+            done += 1
             admit(now)
         else:
             now = t_arrival
@@ -282,4 +291,5 @@ def run(
         gpu_hours=fleet.gpu_hours(measure_from, duration),
         scale_events=scale_events,
         series=series,
+        reference=bool(getattr(policy, "reference", False)),
     )

@@ -7,7 +7,8 @@ so the comparison is of how they decide, not of what they read.
 - builtin: `llm_operator.autoscaling.decision.decide`, the function the operator's
   loop runs, with `Policy.from_spec` of an `LLMDeployment`'s `spec.autoscaling`;
   it reads the pods directly (the operator's default source) every polling
-  interval.
+  interval: the signal, the waiting queue and the requests finished so far
+  (`vllm:request_success_total`), as the operator's loop reads them.
 - keda-like: KEDA's defaults with a 15 s polling interval, reading Prometheus (so
   a reading is up to one scrape interval old), and the HPA's default algorithm and
   behaviour: replicas = ceil(signal / target) unless within 10% of the target;
@@ -44,6 +45,8 @@ class Builtin:
             signal=float(view.waiting + view.running),
             replicas=view.replicas,
             ready=view.ready,
+            waiting=float(view.waiting),
+            completed=float(view.completed),
         )
         outcome, self.state = decision.decide(self.policy, self.state, observation)
         return outcome.desired

@@ -1,10 +1,10 @@
-"""The benchmark's output: a markdown table, JSON lines, the goal check, and PNG plots."""
+"""The benchmark's output: a table, the spread over seeds, JSON lines, the goal check, PNG plots."""
 
 from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from fleetsim import fleet
 
@@ -27,12 +27,67 @@ def table(results: Sequence[fleet.Result]) -> str:
         ratio = (
             f"{result.gpu_hours / oracle.gpu_hours:.2f}x" if oracle and oracle.gpu_hours else "-"
         )
+        name = f"{result.policy} (reference)" if result.reference else result.policy
         lines.append(
-            f"| {result.trace} | {result.policy} | {100 * result.slo_attainment:.2f}% "
+            f"| {result.trace} | {name} | {100 * result.slo_attainment:.2f}% "
             f"| {result.p95_wait:.1f} | {result.gpu_hours:.1f} | {ratio} "
             f"| {result.scale_events} |"
         )
     return "\n".join(lines)
+
+
+def spread(by_seed: Mapping[int, Sequence[fleet.Result]]) -> str:
+    """Per trace and policy over the seeds: mean and range of both measures, and how often
+    the builtin met each goal."""
+    seeds = sorted(by_seed)
+    lines = [
+        f"Over seeds {seeds[0]}-{seeds[-1]} (mean, and min-max):",
+        "",
+        "| trace | policy | within SLO | GPU-hours vs oracle |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    first = by_seed[seeds[0]]
+    for result in first:
+        runs = [
+            r
+            for seed in seeds
+            for r in by_seed[seed]
+            if (r.trace, r.policy) == (result.trace, result.policy)
+        ]
+        slo = [100 * r.slo_attainment for r in runs]
+        ratio = []
+        for seed in seeds:
+            oracle = _oracle(by_seed[seed], result.trace)
+            mine = next(
+                r for r in by_seed[seed] if (r.trace, r.policy) == (result.trace, result.policy)
+            )
+            if oracle and oracle.gpu_hours:
+                ratio.append(mine.gpu_hours / oracle.gpu_hours)
+        name = f"{result.policy} (reference)" if result.reference else result.policy
+        lines.append(
+            f"| {result.trace} | {name} | {sum(slo) / len(slo):.2f}% "
+            f"({min(slo):.2f}-{max(slo):.2f}) | {sum(ratio) / len(ratio):.2f}x "
+            f"({min(ratio):.2f}-{max(ratio):.2f}) |"
+        )
+    lines.append("")
+    tally: dict[str, int] = {}
+    for seed in seeds:
+        for line in goals(by_seed[seed]):
+            trace, verdict, text = line.split(": ", 2)
+            label = f"{trace}: {_goal_name(text)}"
+            tally[label] = tally.get(label, 0) + (verdict == "met")
+    for label, met in tally.items():
+        lines.append(f"{label}: met on {met} of {len(seeds)} seeds")
+    return "\n".join(lines)
+
+
+def _goal_name(text: str) -> str:
+    """The goal a line of `goals` is about, without its numbers."""
+    if text.startswith("within SLO"):
+        return f">= {100 * GOAL_SLO:.0f}% within the SLO"
+    if text.startswith("GPU-hours") and "oracle" in text:
+        return f"<= {GOAL_GPU_RATIO}x the oracle's GPU-hours"
+    return text.split(" (")[0]
 
 
 def json_lines(results: Sequence[fleet.Result]) -> str:
@@ -45,6 +100,7 @@ def json_lines(results: Sequence[fleet.Result]) -> str:
                 "slo_attainment": round(r.slo_attainment, 6),
                 "gpu_hours": round(r.gpu_hours, 3),
                 "scale_events": r.scale_events,
+                "reference": r.reference,
             }
         )
         for r in results
@@ -99,7 +155,7 @@ def plot(results: Sequence[fleet.Result], directory: pathlib.Path) -> list[pathl
 
     written = []
     for trace in dict.fromkeys(r.trace for r in results):
-        runs = [r for r in results if r.trace == trace]
+        runs = [r for r in results if r.trace == trace and not r.reference]
         figure, (top, bottom) = pyplot.subplots(2, 1, figsize=(10, 6), sharex=True)
         for run in runs:
             hours = [i * run.series.step / 3600 for i in range(len(run.series.replicas))]

@@ -8,20 +8,32 @@ same function. The steps, in order:
 1. Keep the readings of the last `stable_window` seconds. With no reading for
    `stale_after` seconds the count is held (reason `NoSignal`): missing data is
    never taken for zero load, and a gap inside the window just has fewer readings.
-2. Average the signal over the stable window and over the short panic window;
-   each asks for `ceil(average / target)` replicas.
+2. The load over the stable window and over the short panic window, each asking for
+   `ceil(load / target)` replicas. The load is the signal's average; when the
+   signal counts requests and the readings carry the waiting queue and the
+   requests finished (`vllm:request_success_total`), it is the concurrency the
+   arrival rate asks for (`demand.estimate`: arrivals = finished + growth of the signal),
+   so a backlog is not read as load to carry for a whole scale-down window. A queue
+   that stands, does not shrink and has no replica starting to drain it (clients
+   that wait for their answers) counts after all.
 3. Panic: when the panic window asks for `panic_threshold` times the ready
-   replicas, scale on the panic window, never down, until a whole stable window
-   has passed without that happening again (Knative's KPA does the same).
+   replicas (from arrival rates: with a queue standing), scale on the panic window,
+   never down, until a whole stable window has passed without that happening again
+   (Knative's KPA does the same). Out of panic, a standing queue with the panic
+   window's arrivals asking for more scales up at once.
 4. Clamp to [min, max] (`AtMaxReplicas` says when the signal asks for more).
 5. Stabilise (as the HPA does): scale up to the lowest recommendation of the last
    `scale_up_stabilization` seconds, down to the highest of the last
    `scale_down_stabilization` seconds; no scale-down before the autoscaler has
    watched for that long (a restarted operator does not shrink on a few readings).
-6. Cap the step: per `period`, add at most max(up_step, up_step_percent of the
+6. Hedge the cold start: while requests wait and fewer replicas are Ready than
+   recommended, start up to `hedge_percent` more of the missing ones; the first to
+   be Ready serve, and the rest, still starting, go once enough are Ready (the
+   hedge is not held for the scale-down window).
+7. Cap the step: per `period`, add at most max(up_step, up_step_percent of the
    count at the start of the period) and remove at most max(down_step,
    down_step_percent of it).
-7. Add no more than the free GPUs hold, plus one Pending replica (the request a
+8. Add no more than the free GPUs hold, plus one Pending replica (the request a
    node autoscaler acts on), and nothing at all while earlier replicas are Pending
    for lack of GPUs (`GPUShortage`): more Pods would only wait beside them.
    Scale-down is not held.
@@ -35,6 +47,7 @@ import math
 from collections.abc import Iterable
 
 from llm_operator.api import v1alpha1
+from llm_operator.autoscaling import demand
 
 _EPSILON = 1e-9
 
@@ -102,12 +115,15 @@ class Policy:
     scale_up_stabilization: float = 0.0
     scale_down_stabilization: float = 300.0
     up_step: int = 4
-    up_step_percent: int = 100
+    up_step_percent: int = 1000
     down_step: int = 1
     down_step_percent: int = 25
     period: float = 15.0
     stale_after: float = 30.0
     tolerance: float = 0.1
+    # Fixed (not in the spec): while requests wait for replicas that are not Ready, start
+    # up to this percentage more of the missing ones (step 6 of the module docstring).
+    hedge_percent: int = 1000
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_replicas <= self.max_replicas:
@@ -154,6 +170,12 @@ class Observation:
     gpus_per_replica: int | None = None
     # How many more replicas the free GPUs can hold now (None: not known).
     fits: int | None = None
+    # Requests waiting (part of the signal when it counts the running ones too), and
+    # requests finished so far (`vllm:request_success_total` summed over the replicas:
+    # a counter, which drops when a replica goes away). With both, the decision sizes
+    # the fleet for the arrival rate, not for the backlog (see `demand.estimate`).
+    waiting: float | None = None
+    completed: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +183,10 @@ class State:
     """What the decision remembers between readings (start with `State()`)."""
 
     started: float | None = None
-    samples: tuple[tuple[float, float], ...] = ()
+    samples: tuple[demand.Sample, ...] = ()
+    # The last `completed` read and what lost replicas took from the sum since the start.
+    completed_read: float | None = None
+    completed_lost: float = 0.0
     recommendations: tuple[tuple[float, int], ...] = ()
     changes: tuple[tuple[float, int], ...] = ()
     panic_until: float | None = None
@@ -214,8 +239,8 @@ def _shortage_message(observation: Observation, wanted: int) -> str:
     return text
 
 
-def _window(samples: tuple[tuple[float, float], ...], now: float, seconds: float) -> list[float]:
-    return [value for stamp, value in samples if stamp > now - seconds]
+def _window(samples: tuple[demand.Sample, ...], now: float, seconds: float) -> list[float]:
+    return [s.signal for s in samples if s.at > now - seconds]
 
 
 def decide(policy: Policy, state: State, observation: Observation) -> tuple[Decision, State]:
@@ -225,11 +250,18 @@ def decide(policy: Policy, state: State, observation: Observation) -> tuple[Deci
     started = state.started if state.started is not None else now
     samples = state.samples
     last_read = state.last_read
+    completed, completed_read, completed_lost = demand.monotonic(
+        observation.completed, state.completed_read, state.completed_lost
+    )
     if observation.signal is not None and math.isfinite(observation.signal):
-        samples = (*samples, (now, max(0.0, observation.signal)))
+        waiting = observation.waiting
+        if waiting is not None and not math.isfinite(waiting):
+            waiting = None
+        samples = (*samples, demand.Sample(now, max(0.0, observation.signal), waiting, completed))
         last_read = now
     horizon = max(policy.stable_window, policy.scale_down_stabilization, policy.period)
-    samples = tuple(s for s in samples if s[0] > now - policy.stable_window)
+    # One reading older than the stable window is kept: the rate over it needs a start.
+    samples = tuple(s for s in samples if s.at > now - policy.stable_window - policy.stale_after)
     changes = tuple(c for c in state.changes if c[0] > now - policy.period)
     recommendations = tuple(r for r in state.recommendations if r[0] > now - horizon)
     bounded = min(policy.max_replicas, max(policy.min_replicas, current))
@@ -280,6 +312,8 @@ def decide(policy: Policy, state: State, observation: Observation) -> tuple[Deci
             panic_until=panic_until,
             last_read=last_read,
             last_scale=now if desired != current else state.last_scale,
+            completed_read=completed_read,
+            completed_lost=completed_lost,
         )
         return decision, new_state
 
@@ -298,26 +332,69 @@ def decide(policy: Policy, state: State, observation: Observation) -> tuple[Deci
             panic_until=state.panic_until,
         )
 
-    # 2. Averages over the stable and the panic window.
+    # 2. Averages over the stable and the panic window; with waiting and completion
+    # counts, the concurrency the arrival rate asks for stands in for the signal.
     stable = _mean(_window(samples, now, policy.stable_window)) or 0.0
     burst_values = _window(samples, now, policy.panic_window)
     # No reading inside the panic window (a short gap): the latest reading stands for it.
-    burst = _mean(burst_values) or (samples[-1][1] if samples else stable)
-    want_stable = _replicas_for(stable, policy.target)
-    want_panic = _replicas_for(burst, policy.target)
+    burst = _mean(burst_values) or (samples[-1].signal if samples else stable)
+    stable_demand = demand.estimate(samples, now, policy.stable_window)
+    burst_demand = demand.estimate(samples, now, policy.panic_window)
+    load = min(stable, stable_demand.concurrency) if stable_demand else stable
+    burst_load = burst_demand.concurrency if burst_demand else burst
+    # A queue that stands through the panic window, is not shrinking, and has no replica
+    # on its way to drain it is demand after all (clients that wait for their answers
+    # before they send more keep a queue that no arrival rate shows): count it.
+    recent = [s for s in samples if s.at > now - policy.panic_window]
+    standing = min((s.waiting or 0.0 for s in recent), default=0.0)
+    queue = [s.waiting for s in samples if s.at > now - policy.stable_window and s.waiting]
+    if (
+        stable_demand is not None
+        and standing > 0
+        and observation.ready >= current
+        and queue
+        and queue[-1] >= queue[0]
+    ):
+        load, burst_load = max(load, stable), max(burst_load, burst)
+    want_stable = _replicas_for(load, policy.target)
+    want_panic = _replicas_for(burst_load, policy.target)
 
     # 3. Panic mode.
     panic_until = state.panic_until
-    if want_panic >= policy.panic_threshold * max(observation.ready, 1) and want_panic > current:
+    # From arrival rates, a panic also needs a queue standing through the panic window:
+    # ten seconds of arrivals are noisy, and a burst the Ready replicas absorb is none.
+    bursting = burst_demand is None or standing > 0
+    if (
+        bursting
+        and want_panic >= policy.panic_threshold * max(observation.ready, 1)
+        and want_panic > current
+    ):
         panic_until = now + policy.stable_window
     panic = panic_until is not None and now < panic_until
     if not panic:
         panic_until = None
-    wanted = max(want_panic, current) if panic else want_stable
+    # In panic, nothing the panic asked for is given up (with arrival rates, what it asked
+    # for, not the count: a hedge goes when it is no longer needed).
+    floor = (
+        max((r for t, r in recommendations if t > now - policy.stable_window), default=current)
+        if burst_demand is not None
+        else current
+    )
+    wanted = max(want_panic, floor) if panic else want_stable
+    if burst_demand is not None and standing > 0 and not panic:
+        # A queue stands and the arrivals of the panic window ask for more: that is
+        # evidence enough to start replicas now, a cold start before they serve.
+        wanted = max(wanted, want_panic)
     if not panic and wanted < current:
         # Hysteresis: give a replica up only if the load fits the rest with a margin, so a
-        # signal hovering at a boundary does not buy a cold start every few minutes.
-        wanted = min(current, _replicas_for(stable, policy.target * (1 - policy.tolerance)))
+        # signal hovering at a boundary does not buy a cold start every few minutes. It
+        # keeps what the load asked for, not replicas beyond that (a hedge now Ready).
+        asked = max(
+            (r for t, r in recommendations if t > now - policy.scale_down_stabilization),
+            default=current,
+        )
+        margin = _replicas_for(load, policy.target * (1 - policy.tolerance))
+        wanted = max(wanted, min(current, asked, margin))
 
     # 4. Bounds.
     recommended = min(policy.max_replicas, max(policy.min_replicas, wanted))
@@ -357,6 +434,18 @@ def decide(policy: Policy, state: State, observation: Observation) -> tuple[Deci
     down_window = [r for t, r in recommendations if t > now - policy.scale_down_stabilization]
     up_recommendation = min(up_window) if up_window else recommended
     down_recommendation = max(down_window) if down_window else recommended
+    # 6. Hedge the cold start: while requests wait and fewer replicas are Ready than
+    # recommended, start `hedge_percent` more of the missing ones. Whichever start first
+    # serve; the rest, still starting (a Deployment removes those first), go as soon as
+    # enough are Ready, since the hedge stays out of the recommendations held for the
+    # scale-down window. It spends GPUs that are free (step 7 caps it at what fits).
+    hedge = 0
+    missing = recommended - observation.ready
+    if burst_demand is not None and standing > 0 and missing > 0:
+        hedge = math.ceil(missing * policy.hedge_percent / 100)
+        hedged = min(policy.max_replicas, recommended + hedge)
+        up_recommendation = max(up_recommendation, hedged)
+        down_recommendation = max(down_recommendation, hedged)
     desired = current
     if desired < up_recommendation:
         desired = up_recommendation
@@ -366,7 +455,7 @@ def decide(policy: Policy, state: State, observation: Observation) -> tuple[Deci
     if warming:
         desired = current
 
-    # 6. Step limits per period, from the count at the start of the period.
+    # 7. Step limits per period, from the count at the start of the period.
     period_start = current - sum(delta for _, delta in changes)
     if desired > current:
         ceiling = period_start + max(
@@ -391,7 +480,7 @@ def decide(policy: Policy, state: State, observation: Observation) -> tuple[Deci
             )
             desired = min(current, floor)
 
-    # 7. No more Pods than fit (and one to ask for a node), none while one waits for GPUs.
+    # 8. No more Pods than fit (and one to ask for a node), none while one waits for GPUs.
     if (
         desired > current
         and observation.unschedulable == 0
@@ -428,20 +517,35 @@ def decide(policy: Policy, state: State, observation: Observation) -> tuple[Deci
             recs=recommendations,
         )
 
-    per_replica = stable / max(current, 1)
+    per_replica = load / max(current, 1)
+
+    def basis(value: float, rate: demand.Demand | None, window: float) -> str:
+        if rate is None:
+            return f"signal {value:.3g} over {window:g}s"
+        return f"load {value:.3g} over {window:g}s (arrivals {rate.arrivals_per_second:.3g}/s)"
+
     if desired > current:
         reason = Reason.BURST if panic else Reason.SIGNAL_ABOVE_TARGET
-        average, window = (burst, policy.panic_window) if panic else (stable, policy.stable_window)
-        message = (
-            f"scale up {current} -> {desired}: signal {average:.3g} over {window:g}s asks for "
-            f"{wanted} at {policy.target:g} per replica"
+        said = (
+            basis(burst_load, burst_demand, policy.panic_window)
+            if panic or wanted == want_panic
+            else basis(load, stable_demand, policy.stable_window)
         )
+        message = (
+            f"scale up {current} -> {desired}: {said} asks for {wanted} at {policy.target:g} "
+            "per replica"
+        )
+        if hedge and desired > recommended:
+            message += (
+                f"; {desired - recommended} more start to race the cold start while "
+                f"{standing:.0f} requests wait"
+            )
     elif desired < current:
         reason = Reason.SIGNAL_BELOW_TARGET
         message = (
-            f"scale down {current} -> {desired}: signal {stable:.3g} over "
-            f"{policy.stable_window:g}s ({per_replica:.3g} per replica, target "
-            f"{policy.target:g}) for {policy.scale_down_stabilization:g}s"
+            f"scale down {current} -> {desired}: "
+            f"{basis(load, stable_demand, policy.stable_window)} ({per_replica:.3g} per "
+            f"replica, target {policy.target:g}) for {policy.scale_down_stabilization:g}s"
         )
     elif warming:
         reason = Reason.WARMING_UP
@@ -464,7 +568,7 @@ def decide(policy: Policy, state: State, observation: Observation) -> tuple[Deci
     else:
         reason = Reason.WITHIN_TARGET
         message = (
-            f"{current} replicas: signal {stable:.3g} over {policy.stable_window:g}s "
+            f"{current} replicas: {basis(load, stable_demand, policy.stable_window)} "
             f"({per_replica:.3g} per replica, target {policy.target:g})"
         )
     if panic and desired == current:

@@ -172,7 +172,16 @@ class Loop:
                 if plain_queue
                 else signals.summed((signals.WAITING,), monitoring.selector(target))
             )
-            return await signal.from_prometheus(session, url, signals.query(target), queue_query)
+            completed_query = (
+                signals.completed_query(target) if signals.counts_requests(scaling) else None
+            )
+            return await signal.from_prometheus(
+                session,
+                url,
+                signals.query(target),
+                queue_query,
+                completed_query=completed_query,
+            )
         return await signal.from_pods(session, signal.pod_endpoints(target, pods), scaling)
 
     async def _capacity(
@@ -218,6 +227,11 @@ class Loop:
             unschedulable=unschedulable,
             gpus_per_replica=target.spec.resources.gpus,
         )
+        if signals.counts_requests(scaling):
+            # The arrival rate, from the queue and the finished requests (decision._demand).
+            observation = dataclasses.replace(
+                observation, waiting=reading.queue_depth, completed=reading.completed
+            )
         policy = decision.Policy.from_spec(scaling)
         made, state = decision.decide(policy, tracked.state, observation)
         if made.desired > made.current or unschedulable:

@@ -8,6 +8,8 @@ in-flight requests) and sums the series over pods. Either way the result is a
 `PrometheusError`, `NoMetrics`, `NoReadyPods`, `MetricsUnreachable`) and what was seen,
 which status shows in `ScalingActive`. Explicit timeouts: a reading never waits
 longer than its `seconds`. `pod_endpoints` (pure) says where each pod serves.
+Beside the signal, a reading carries the waiting queue and the requests finished so
+far (`vllm:request_success_total`), from which the decision tells the arrival rate.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Reading:
     value: float | None
     source: str
     queue_depth: float | None = None
+    # Requests finished so far (`vllm:request_success_total` summed), when it was read.
+    completed: float | None = None
     error: str | None = None
     detail: str = ""
 
@@ -102,14 +106,19 @@ async def from_prometheus(
     query: str,
     queue_query: str | None,
     seconds: float = 5.0,
+    completed_query: str | None = None,
 ) -> Reading:
-    """The signal from Prometheus; `queue_query` also reads the waiting queue for status."""
+    """The signal from Prometheus; `queue_query` also reads the waiting queue for status,
+    and `completed_query` the requests finished so far."""
     source = f"prometheus {base_url}"
+    completed = None
     try:
         value = await _instant(session, base_url, query, seconds)
         queue = value
         if queue_query is not None and value is not None:
             queue = await _instant(session, base_url, queue_query, seconds)
+        if completed_query is not None and value is not None:
+            completed = await _instant(session, base_url, completed_query, seconds)
     except (TimeoutError, aiohttp.ClientConnectionError) as exc:
         return Reading(
             None, source, error="PrometheusUnreachable", detail=f"{base_url}: {exc!r}"[:300]
@@ -123,7 +132,7 @@ async def from_prometheus(
             error="NoMetrics",
             detail=f"the query returned no series (are the replicas scraped?): {query}"[:300],
         )
-    return Reading(value, source, queue_depth=queue)
+    return Reading(value, source, queue_depth=queue, completed=completed)
 
 
 def _sum_families(text: str, names: Sequence[str]) -> dict[str, float]:
@@ -148,7 +157,7 @@ async def _one_pod(
     names: Sequence[str],
     seconds: float,
 ) -> dict[str, float]:
-    wanted = [*names, signals.WAITING]
+    wanted = [*names, signals.WAITING, signals.SUCCESS]
     totals = _sum_families(await _scrape(session, endpoint.engine, seconds), wanted)
     if signals.IN_FLIGHT in names and endpoint.gateway is not None:
         gateway = await _scrape(session, endpoint.gateway, seconds)
@@ -199,4 +208,10 @@ async def from_pods(
         )
     value = sum(r.get(name, 0.0) for r in answered for name in names)
     queue = sum(r.get(signals.WAITING, 0.0) for r in answered)
-    return Reading(value, source, queue_depth=queue)
+    # Only a sum over every pod read is a count the decision can difference.
+    completed = (
+        sum(r.get(signals.SUCCESS, 0.0) for r in answered)
+        if len(answered) == len(endpoints) and all(signals.SUCCESS in r for r in answered)
+        else None
+    )
+    return Reading(value, source, queue_depth=queue, completed=completed)

@@ -20,6 +20,8 @@ WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"
 KV_CACHE = "vllm:kv_cache_usage_perc"
 IN_FLIGHT = "llm_gateway_requests_in_flight"
+#: Requests finished, a counter with one series per `finished_reason`.
+SUCCESS = "vllm:request_success_total"
 
 #: The External metric an HPA reads, per (metric, includeRunning).
 EXTERNAL_METRICS: dict[tuple[v1alpha1.AutoscalingMetric, bool], str] = {
@@ -55,6 +57,24 @@ def built_query(target: common.Target) -> str:
     """The query built from `spec.autoscaling.metric` (ignoring an override)."""
     scaling = target.spec.autoscaling
     return summed(_names(scaling.metric, scaling.include_running), monitoring.selector(target))
+
+
+def counts_requests(spec: v1alpha1.Autoscaling) -> bool:
+    """Whether the signal counts requests in the engines (waiting + running, or in flight).
+
+    Only then do the waiting queue and the finished requests say what the arrival rate
+    is (`autoscaling.decision`): not for the queue alone, the KV cache, or an override.
+    """
+    if spec.query:
+        return False
+    if spec.metric is v1alpha1.AutoscalingMetric.INFLIGHT:
+        return True
+    return spec.metric is v1alpha1.AutoscalingMetric.QUEUE_DEPTH and spec.include_running
+
+
+def completed_query(target: common.Target) -> str:
+    """PromQL: requests finished so far by this LLMDeployment's replicas (every reason)."""
+    return f"sum(max by (pod, finished_reason) ({SUCCESS}{{{monitoring.selector(target)}}}))"
 
 
 def query(target: common.Target) -> str:

@@ -71,7 +71,9 @@ def test_steady_signal_sizes_the_fleet() -> None:
 
 
 def test_a_burst_scales_up_on_the_panic_window_before_the_stable_window_sees_it() -> None:
-    replay = Replay(replicas=2).hold(20.0, 400)
+    # The HPA's step (100% per period) rather than the default, to see the step too.
+    replay = Replay(policy=dataclasses.replace(POLICY, up_step_percent=100), replicas=2)
+    replay.hold(20.0, 400)
     assert replay.replicas == 2
     replay.feed([80.0, 80.0])  # ten seconds of four times the load
     assert replay.last.panic
@@ -289,3 +291,148 @@ def test_every_decision_is_one_of_the_outcomes_the_metric_starts_at_zero() -> No
     assert seen <= set(decision.OUTCOMES), seen - set(decision.OUTCOMES)
     # The walk reaches most outcomes, so the check above is not vacuous.
     assert len(seen) >= 8, seen
+
+
+@dataclasses.dataclass
+class Fleet:
+    """A fluid fleet under `decide`: arrivals at `rate` per second, a FIFO queue, replicas
+    that serve `slots` requests of `service` seconds each once Ready, `cold` s after being
+    asked for. Readings carry the waiting queue and the finished requests, as the operator's."""
+
+    policy: decision.Policy = dataclasses.field(
+        default_factory=lambda: decision.Policy(min_replicas=1, max_replicas=40, target=8.0)
+    )
+    replicas: int = 4
+    slots: int = 10
+    service: float = 10.0
+    cold: float = 120.0
+    step: float = 5.0
+    now: float = 0.0
+    in_system: float = 0.0
+    completed: float = 0.0
+    lost: float = 0.0
+    state: decision.State = dataclasses.field(default_factory=decision.State)
+    starts: list[float] = dataclasses.field(default_factory=list)
+    decisions: list[decision.Decision] = dataclasses.field(default_factory=list)
+    counts: list[int] = dataclasses.field(default_factory=list)
+    peak_waiting: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.starts = [-1e9] * self.replicas
+
+    @property
+    def ready(self) -> int:
+        return sum(1 for t in self.starts if t + self.cold <= self.now)
+
+    @property
+    def running(self) -> float:
+        return min(self.in_system, self.ready * self.slots)
+
+    def run(self, rate: float | Callable[[float], float], seconds: float) -> Fleet:
+        for _ in range(int(seconds / self.step)):
+            arrivals = (rate(self.now) if callable(rate) else rate) * self.step
+            done = min(self.running * self.step / self.service, self.in_system)
+            self.in_system += arrivals - done
+            self.completed += done
+            self.now += self.step
+            self.peak_waiting = max(self.peak_waiting, self.in_system - self.running)
+            observation = decision.Observation(
+                now=self.now,
+                signal=self.in_system,
+                replicas=len(self.starts),
+                ready=self.ready,
+                waiting=self.in_system - self.running,
+                completed=self.completed - self.lost,
+            )
+            outcome, self.state = decision.decide(self.policy, self.state, observation)
+            self.decisions.append(outcome)
+            while len(self.starts) < outcome.desired:
+                self.starts.append(self.now)
+            while len(self.starts) > outcome.desired:
+                # Starting replicas go first, then the newest (as a Deployment does).
+                starting = [t for t in self.starts if t + self.cold > self.now]
+                self.starts.remove(max(starting) if starting else self.starts[-1])
+            self.counts.append(len(self.starts))
+        return self
+
+
+def test_a_backlog_is_not_load_to_carry_after_the_burst() -> None:
+    # 2.5 replicas' worth (2 req/s at 10 s each = 20 in service, target 8), then a
+    # burst of 5.25 replicas' worth for 3 minutes: the queue grows to hundreds while the
+    # new replicas start. The fleet is sized for the arrivals, not for the queue (no
+    # hedge here: it would start more while requests wait, and let them go after).
+    policy = decision.Policy(min_replicas=1, max_replicas=40, target=8.0, hedge_percent=0)
+    fleet = Fleet(policy=policy, replicas=3).run(2.0, 900)
+    assert len(fleet.starts) == 3
+    fleet.run(4.2, 180)
+    assert fleet.peak_waiting > 100
+    # With the queue read as load it would ask for ceil(signal / 8) = 40 (maxReplicas).
+    assert max(fleet.counts) < 40
+    fleet.run(4.2, 600)
+    assert len(fleet.starts) == 6  # 42 in service / 8 per replica
+    assert fleet.in_system - fleet.running == 0  # the queue is drained
+
+
+def test_replicas_starting_are_capacity_on_its_way_not_a_reason_to_add_more() -> None:
+    # No hedge: while the replicas asked for start, a growing queue adds none.
+    policy = decision.Policy(min_replicas=1, max_replicas=40, target=8.0, hedge_percent=0)
+    fleet = Fleet(policy=policy, replicas=3).run(2.0, 900).run(4.2, 60)
+    asked = len(fleet.starts)
+    assert asked == 6
+    fleet.run(4.2, 50)  # still inside the cold start; the queue keeps growing
+    assert fleet.ready == 3
+    assert len(fleet.starts) == asked
+
+
+def test_the_hedge_races_the_cold_start_and_goes_once_enough_are_ready() -> None:
+    fleet = Fleet(replicas=3).run(2.0, 900).run(4.2, 60)
+    hedged = max(fleet.counts)
+    assert hedged > 6  # more than the 6 the arrivals need, while requests wait
+    assert fleet.decisions[-1].desired == hedged
+    fleet.run(4.2, fleet.cold + 60)
+    # Enough are Ready: the extra ones go without waiting out the scale-down window.
+    assert len(fleet.starts) < hedged / 2
+    assert fleet.now - 960 < fleet.policy.scale_down_stabilization
+    fleet.run(4.2, 400)
+    assert len(fleet.starts) == 6
+
+
+def test_scale_down_follows_the_arrivals_after_the_window() -> None:
+    fleet = Fleet(replicas=8).run(6.0, 900)
+    assert len(fleet.starts) == 8
+    fleet.run(1.4, 200)
+    assert len(fleet.starts) == 8  # inside the 300 s window
+    fleet.run(1.4, 600)
+    assert len(fleet.starts) == 2
+
+
+def test_a_queue_that_no_arrival_rate_shows_is_load() -> None:
+    # Clients that wait for their answers (a closed loop): arrivals equal completions,
+    # the queue never shrinks, no replica is on its way: it is demand after all.
+    replay = Replay(replicas=1)
+    state, now, completed = decision.State(), 0.0, 0.0
+    for _ in range(40):
+        completed += 4 * 5 / 10.0  # 4 running, 10 s each, every 5 s
+        observation = decision.Observation(
+            now=now,
+            signal=12.0,
+            replicas=replay.replicas,
+            ready=replay.replicas,
+            waiting=max(0.0, 12.0 - 4 * replay.replicas),
+            completed=completed,
+        )
+        outcome, state = decision.decide(POLICY, state, observation)
+        replay.replicas = outcome.desired
+        now += 5
+    assert replay.replicas == 2  # ceil(12 / 10)
+
+
+def test_a_replica_taking_its_count_away_is_not_read_as_fewer_arrivals() -> None:
+    fleet = Fleet(replicas=4).run(2.0, 900)
+    assert len(fleet.starts) == 3
+    before = fleet.decisions[-1]
+    # A replica goes, and its finished requests leave the sum.
+    fleet.lost += 5000.0
+    fleet.run(2.0, 60)
+    assert len(fleet.starts) == 3
+    assert fleet.decisions[-1].desired == before.desired

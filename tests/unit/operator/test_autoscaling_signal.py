@@ -64,6 +64,39 @@ async def test_pods_path_sums_waiting_and_running_over_pods() -> None:
     assert "2 of 2 answered" in both.source
 
 
+async def test_pods_path_reads_the_requests_finished_for_the_arrival_rate() -> None:
+    config = sim_engine.SimConfig(max_num_seqs=4, decode_tokens_per_s=1000.0)
+    servers = [
+        test_utils.TestServer(sim_server.build_app(config), host="127.0.0.1") for _ in range(2)
+    ]
+    for server in servers:
+        await server.start_server()
+    endpoints = [
+        signal.PodEndpoint(name, str(server.make_url("/metrics")), None)
+        for name, server in zip("ab", servers, strict=True)
+    ]
+    spec = _spec(includeRunning=True, targetPerReplica=8)
+    dead = signal.PodEndpoint("c", f"http://127.0.0.1:{_free_port()}/metrics", None)
+    try:
+        async with aiohttp.ClientSession() as session:
+            body = {"model": "sim-model", "prompt": "hello", "max_tokens": 2}
+            for count, server in zip((2, 3), servers, strict=True):
+                for _ in range(count):
+                    async with session.post(server.make_url("/v1/completions"), json=body) as r:
+                        assert r.status == 200
+            reading = await signal.from_pods(session, endpoints, spec)
+            partial = await signal.from_pods(session, [*endpoints, dead], spec)
+    finally:
+        for server in servers:
+            await server.close()
+    # vllm:request_success_total over both pods (every finished_reason).
+    assert reading.completed == 5.0
+    assert reading.value == 0.0
+    # A sum that misses a pod is no count to difference: not given.
+    assert partial.value == 0.0
+    assert partial.completed is None
+
+
 async def test_pods_path_counts_what_answers_and_fails_when_nothing_does() -> None:
     server, _ = await _busy_sim()
     dead = f"http://127.0.0.1:{_free_port()}/metrics"

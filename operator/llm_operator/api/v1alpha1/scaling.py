@@ -238,10 +238,12 @@ class Autoscaling(common.Model):
         "whichever allows more).",
     )
     scale_up_step_percent: int = pydantic.Field(
-        100,
+        1000,
         ge=1,
         le=1000,
-        description="Most replicas added per scalePeriodSeconds, in percent of the current count.",
+        description="Most replicas added per scalePeriodSeconds, in percent of the current count "
+        "(a GPU replica takes minutes to start, so the default lets a burst's replicas start "
+        "at once; the HPA's own default is 100).",
     )
     scale_down_step: int = pydantic.Field(
         1,
