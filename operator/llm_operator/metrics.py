@@ -430,15 +430,19 @@ class Autoscalers:
         reason: str,
         read_error: str | None,
         outcomes: Iterable[tuple[str, str]] = (),
+        read_errors: Iterable[str] = (),
     ) -> None:
         """Record one decision (and the reason its reading failed, if it did). A new
         LLMDeployment's decisions counter starts at 0 for each (direction, reason) of
-        `outcomes`, so an increase counts the first decision of a kind too."""
+        `outcomes`, and its signal-errors counter for each reason of `read_errors`, so
+        an increase counts the first one of a kind too."""
         with self._lock:
             entry = self._entries.get((namespace, name))
             if entry is None:
                 entry = self._entries[(namespace, name)] = _AutoscalerEntry(
-                    figures, decisions=dict.fromkeys(outcomes, 0)
+                    figures,
+                    decisions=dict.fromkeys(outcomes, 0),
+                    read_errors=dict.fromkeys(read_errors, 0),
                 )
             entry.figures = figures
             key = (direction, reason)

@@ -272,6 +272,7 @@ class Loop:
             made.reason.value,
             reading.error,
             outcomes=[(d.value, r.value) for d, r in decision.OUTCOMES],
+            read_errors=signal.READ_ERRORS,
         )
         options = self._options()
         if scaling_now and made.desired != made.current:

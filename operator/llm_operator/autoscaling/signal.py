@@ -26,6 +26,16 @@ from prometheus_client import parser
 from llm_operator.api import v1alpha1
 from llm_operator.builders import common, signals
 
+# Every reason a reading can fail with (the operator's signal-errors counter starts at 0
+# for each, so the first failure of a kind shows as an increase).
+READ_ERRORS = (
+    "PrometheusUnreachable",
+    "PrometheusError",
+    "NoMetrics",
+    "NoReadyPods",
+    "MetricsUnreachable",
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Reading:

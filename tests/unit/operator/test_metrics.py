@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import subprocess
 import sys
 import urllib.request
@@ -13,6 +14,7 @@ from kubernetes.client import exceptions as client_exceptions
 from prometheus_client import parser
 
 from llm_operator import kube, metrics, pricing
+from llm_operator.autoscaling import signal
 
 PRICES = pricing.PriceTable(default=2.0, prices={"NVIDIA-L4": 1.0})
 
@@ -262,3 +264,26 @@ def test_autoscaler_decisions_start_at_zero_for_every_outcome() -> None:
         if s.name == name
     }
     assert zero == {("up", "Burst"): 0, ("none", "WithinTarget"): 1}
+
+
+def test_autoscaler_signal_errors_start_at_zero_for_every_reason() -> None:
+    autoscalers = metrics.Autoscalers()
+    figures = metrics.AutoscalerFigures("queueDepth", 4.0, 2, None, panic=False)
+    reasons = ["NoMetrics", "PrometheusUnreachable"]
+    autoscalers.observe("ns", "chat", figures, "none", "NoSignal", None, read_errors=reasons)
+    autoscalers.observe("ns", "chat", figures, "none", "NoSignal", "NoMetrics", read_errors=reasons)
+    name = "llm_operator_autoscaler_signal_errors_total"
+    found = {
+        s.labels["reason"]: s.value
+        for family in autoscalers.collect()
+        for s in family.samples
+        if s.name == name
+    }
+    assert found == {"NoMetrics": 1, "PrometheusUnreachable": 0}
+
+
+def test_read_errors_lists_every_reason_a_reading_fails_with() -> None:
+    source = pathlib.Path(signal.__file__).read_text(encoding="utf-8")
+    raised = set(re.findall(r'error="(\w+)"', source))
+    assert raised
+    assert raised == set(signal.READ_ERRORS)
