@@ -52,7 +52,9 @@ def per_pod_sum(metric: str, sel: str) -> str:
 
 
 def queue_depth_query(target: common.Target) -> str:
-    """PromQL for the queue depth the autoscalers act on (summed over replicas)."""
+    """PromQL: the queue (waiting, plus running with `includeRunning`) summed over
+    replicas, which the backlog alert reads whatever the autoscaling metric is (the
+    autoscaler's own signal is `signals.query`)."""
     sel = selector(target)
     waiting = per_pod_sum("vllm:num_requests_waiting", sel)
     if target.spec.autoscaling.include_running:

@@ -48,7 +48,7 @@ def _names(metric: v1alpha1.AutoscalingMetric, include_running: bool) -> tuple[s
 def summed(names: tuple[str, ...], matchers: str) -> str:
     """PromQL: one value per pod and metric name, summed (empty only if no series exists)."""
     if len(names) == 1:
-        return f"sum(max by (pod) ({names[0]}{{{matchers}}}))"
+        return monitoring.per_pod_sum(names[0], matchers)
     pattern = "|".join(names)
     return f'sum(max by (pod, __name__) ({{__name__=~"{pattern}",{matchers}}}))'
 
