@@ -228,7 +228,7 @@ class Loop:
             gpus_per_replica=target.spec.resources.gpus,
         )
         if signals.counts_requests(scaling):
-            # The arrival rate, from the queue and the finished requests (decision._demand).
+            # The arrival rate, from the queue and the finished requests (demand.estimate).
             observation = dataclasses.replace(
                 observation, waiting=reading.queue_depth, completed=reading.completed
             )
