@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from llm_operator.builders import common, monitoring
+from llm_operator.builders import common, monitoring, signals
 
 NAMESPACE = "prod"
 NAME = "chat"
@@ -399,7 +399,7 @@ def _twice_scraped(pods: int, per_pod: float, metric: str) -> list[tuple[str, st
 
 EXPR_CASES: list[ExprCase] = [
     ExprCase(
-        "keda query: each pod counted once when scraped twice",
+        "backlog alert's queue: each pod counted once when scraped twice",
         "gateway",
         monitoring.queue_depth_query,
         _twice_scraped(2, 5, "vllm:num_requests_waiting"),
@@ -407,11 +407,33 @@ EXPR_CASES: list[ExprCase] = [
         fixes=DUPLICATE_SCRAPE,
     ),
     ExprCase(
-        "keda query: waiting plus running",
+        "backlog alert's queue: waiting plus running",
         "keda-running",
         monitoring.queue_depth_query,
         waiting(2, 3, running=4),
         value=14,
+    ),
+    # The autoscaler's own signal (the builtin loop's query and the KEDA trigger's).
+    ExprCase(
+        "autoscaler signal: each pod counted once when scraped twice",
+        "gateway",
+        signals.query,
+        _twice_scraped(2, 5, "vllm:num_requests_waiting"),
+        value=10,
+    ),
+    ExprCase(
+        "autoscaler signal: waiting plus running",
+        "keda-running",
+        signals.query,
+        waiting(2, 3, running=4),
+        value=14,
+    ),
+    ExprCase(
+        "autoscaler finished requests: each pod counted once when scraped twice",
+        "keda-running",
+        signals.completed_query,
+        _twice_scraped(2, 5, "vllm:request_success_total"),
+        value=10,
     ),
     ExprCase(
         "serving replicas: pods with an engine target up, not targets",
