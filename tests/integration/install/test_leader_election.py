@@ -102,6 +102,34 @@ def children_by_kind(plane: cluster.ControlPlane, namespace: str, name: str) -> 
     return counts
 
 
+def operator_pair(
+    release: cluster.ControlPlane, tmp_path: pathlib.Path
+) -> tuple[install.OperatorProcess, install.OperatorProcess]:
+    """Two operator processes (not started) with the chart's arguments and the token of
+    its ServiceAccount."""
+    kubeconfig = install.service_account_kubeconfig(
+        release, NAMESPACE, FULLNAME, tmp_path / "sa.kubeconfig"
+    )
+    args = install.chart_args(release, NAMESPACE, FULLNAME)
+    return (
+        install.OperatorProcess(kubeconfig, tmp_path / "first.log", args),
+        install.OperatorProcess(kubeconfig, tmp_path / "second.log", args),
+    )
+
+
+def leader_and_standby(
+    release: cluster.ControlPlane, first: install.OperatorProcess, second: install.OperatorProcess
+) -> tuple[install.OperatorProcess, install.OperatorProcess, str]:
+    """Once one of two started processes leads: the leader, the other, and its identity."""
+    first_id, second_id = identities(first, second)
+    install.wait_until(
+        "one process to lead", lambda: holder(release) in {first_id, second_id}, timeout=60
+    )
+    if holder(release) == first_id:
+        return first, second, second_id
+    return second, first, first_id
+
+
 def test_chart_timings_reach_the_operator(release: cluster.ControlPlane) -> None:
     args = install.chart_args(release, NAMESPACE, FULLNAME)
     assert "--lease-seconds=4" in args
@@ -112,12 +140,7 @@ def test_chart_timings_reach_the_operator(release: cluster.ControlPlane) -> None
 def test_standby_takes_over_after_sigkill_within_the_bound(
     release: cluster.ControlPlane, tmp_path: pathlib.Path
 ) -> None:
-    kubeconfig = install.service_account_kubeconfig(
-        release, NAMESPACE, FULLNAME, tmp_path / "sa.kubeconfig"
-    )
-    args = install.chart_args(release, NAMESPACE, FULLNAME)
-    first = install.OperatorProcess(kubeconfig, tmp_path / "first.log", args)
-    second = install.OperatorProcess(kubeconfig, tmp_path / "second.log", args)
+    first, second = operator_pair(release, tmp_path)
     workload = release.create_namespace("ha-apps")
     doc = test_operator.load(install.ROOT / "examples" / "guardrails.yaml")
     name = doc["metadata"]["name"]
@@ -170,22 +193,12 @@ def test_standby_takes_over_after_sigkill_within_the_bound(
 def test_a_frozen_leader_steps_down_without_writing(
     release: cluster.ControlPlane, tmp_path: pathlib.Path
 ) -> None:
-    kubeconfig = install.service_account_kubeconfig(
-        release, NAMESPACE, FULLNAME, tmp_path / "sa.kubeconfig"
-    )
-    args = install.chart_args(release, NAMESPACE, FULLNAME)
-    first = install.OperatorProcess(kubeconfig, tmp_path / "first.log", args)
-    second = install.OperatorProcess(kubeconfig, tmp_path / "second.log", args)
+    first, second = operator_pair(release, tmp_path)
     workload = release.create_namespace("ha-frozen")
     doc = test_operator.load(install.ROOT / "examples" / "minimal.yaml")
     name = doc["metadata"]["name"]
     with install.operators(first.start(), second.start()):
-        first_id, second_id = identities(first, second)
-        install.wait_until(
-            "one process to lead", lambda: holder(release) in {first_id, second_id}, timeout=60
-        )
-        old, new = (first, second) if holder(release) == first_id else (second, first)
-        new_id = second_id if new is second else first_id
+        old, _, new_id = leader_and_standby(release, first, second)
         test_operator.create(release, workload, doc)
         test_operator.wait_ready(release, workload, name)
         old.signal(signal.SIGSTOP)
@@ -218,19 +231,9 @@ def test_a_leader_stopped_with_sigterm_hands_over_at_once(
 ) -> None:
     # A normal stop (a rolling update, a drained node) releases the Lease: the standby
     # takes over at its next retry instead of waiting for the lease to run out.
-    kubeconfig = install.service_account_kubeconfig(
-        release, NAMESPACE, FULLNAME, tmp_path / "sa.kubeconfig"
-    )
-    args = install.chart_args(release, NAMESPACE, FULLNAME)
-    first = install.OperatorProcess(kubeconfig, tmp_path / "first.log", args)
-    second = install.OperatorProcess(kubeconfig, tmp_path / "second.log", args)
+    first, second = operator_pair(release, tmp_path)
     with install.operators(first.start(), second.start()):
-        first_id, second_id = identities(first, second)
-        install.wait_until(
-            "one process to lead", lambda: holder(release) in {first_id, second_id}, timeout=60
-        )
-        old, new = (first, second) if holder(release) == first_id else (second, first)
-        new_id = second_id if new is second else first_id
+        old, new, new_id = leader_and_standby(release, first, second)
         install.wait_until(
             "the other to wait as a standby",
             lambda: new.health() == (200, {"leader": False, "state": "standby"}),
