@@ -35,6 +35,9 @@ third gateway runs that commit's code with the same policy on the same core, and
 answers the sequential phases in turn with the others: a same-run comparison of two
 versions, printed as one more column of the second table.
 
+The processes (simulator, gateways, busy loops) are started and stopped by
+`gatewaybench.processes`; this file generates the load and prints the tables.
+
 It prints a markdown table and the goals (at most 1 ms added at p50, at least 70% of
 direct throughput) with pass or fail. Bounded: by default 1 000 sequential requests
 per mode and condition, half as many streamed, and 6 s at saturation per mode; a full
@@ -49,27 +52,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from gatewaybench import processes
+
 GOAL_P50_ADDED_MS = 1.0
 GOAL_THROUGHPUT_RATIO = 0.70
-GATEWAY_CORE = 0
-OTHER_CORE = 1
 BLOCK = 25  # sequential requests per mode before the latency phases switch modes
 ROUNDS = 3  # throughput runs per mode, alternating between the modes
 _TOTALS = ("done", "seconds", "errors", "total", "total_seconds", "gateway_cpu")
@@ -77,8 +79,10 @@ FIRST_PROMPT = {"latency": 0, "ttft": 1_000_000, "throughput": 2_000_000}
 # The latency phase's conditions: the cores kept from halting by a busy loop (see the
 # module docstring). The goal is judged under MEASURED, the machine as it is.
 MEASURED = "idle cores halt (the machine as it is)"
-CONDITIONS = {MEASURED: [], "both cores kept from halting": [GATEWAY_CORE, OTHER_CORE]}
-MODEL = "bench-model"
+CONDITIONS = {
+    MEASURED: [],
+    "both cores kept from halting": [processes.GATEWAY_CORE, processes.OTHER_CORE],
+}
 
 SENTENCES = (
     "Our team is planning the quarterly offsite and would like a short agenda.",
@@ -108,70 +112,13 @@ def prompt(number: int) -> str:
     return f"Request {number}. {paragraph} {paragraph}"[:1024]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pinned(core: int) -> Any:
-    cores = os.sched_getaffinity(0)
-    target = {core} if core in cores else cores
-
-    def pin() -> None:
-        os.sched_setaffinity(0, target)
-
-    return pin
-
-
-def _spawn(
-    module: str,
-    args: list[str],
-    core: int,
-    log: pathlib.Path,
-    tree: pathlib.Path | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start the server whose command-line entry is `module`'s ``main``; from the checkout
-    `tree` instead of this one when given."""
-    entry = f"importlib.import_module({module!r}).main(sys.argv[1:])"
-    code = f"import sys, importlib; sys.exit({entry})"
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(tree / "serving"), str(tree / "operator")])
-    with log.open("wb") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-c", code, *args],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_pinned(core),
-            env=env,
-        )
-
-
-async def _wait_ready(url: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready in {limit} s")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # ----------------------------------------------------------------------------- load generator
 
 
 def _body(stream: bool, max_tokens: int, number: int) -> bytes:
     return json.dumps(
         {
-            "model": MODEL,
+            "model": processes.MODEL,
             "messages": [{"role": "user", "content": prompt(number)}],
             "max_tokens": max_tokens,
             "temperature": 0,
@@ -220,7 +167,7 @@ async def _paired(
     `BLOCK` requests keep the back-to-back cadence within a mode. The modes get the
     same prompts within a condition, and each condition its own prompts (the gateway
     remembers the results of the prompts it has checked). `spinners` maps a core to
-    its stopped busy loop (see `_spinners`), continued for the conditions naming it.
+    its stopped busy loop (see `processes.spinners`), continued for the conditions naming it.
     """
     max_tokens = 64 if stream else 16
     first = FIRST_PROMPT["ttft" if stream else "latency"]
@@ -318,7 +265,7 @@ def _load(spec: dict[str, Any]) -> Any:
         [sys.executable, __file__, "--worker", json.dumps(spec)],
         check=False,
         capture_output=True,
-        preexec_fn=_pinned(OTHER_CORE),
+        preexec_fn=processes.pinned(processes.OTHER_CORE),
         timeout=300,
     )
     if completed.returncode:
@@ -369,124 +316,22 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _spawn_gateway(
-    port: int,
-    sim_port: int,
-    policy: pathlib.Path,
-    log: pathlib.Path,
-    tree: pathlib.Path | None = None,
-) -> subprocess.Popen[bytes]:
-    args = [
-        "--host", "127.0.0.1", "--port", str(port),
-        "--upstream", f"http://127.0.0.1:{sim_port}", "--policy-file", str(policy),
-        "--model-name", MODEL, "--log-level", "warning",
-    ]  # fmt: skip
-    return _spawn("llm_serving.gateway.server", args, GATEWAY_CORE, log, tree)
-
-
-@contextlib.contextmanager
-def _processes(
-    workdir: pathlib.Path, policy_json: str, baseline: pathlib.Path | None
-) -> Iterator[tuple[dict[str, str], int]]:
-    """The simulator, the gateway under test and a second gateway with every check off.
-
-    Yields the base URL of each mode ("direct", "gateway", "bare", and "baseline" when
-    `baseline` names another checkout) and the pid of the gateway under test. Every
-    gateway is pinned to the gateway's core; all but the one under test are idle
-    except in the sequential phases that measure them.
-    """
-    sim_port, gw_port, bare_port = _free_port(), _free_port(), _free_port()
-    policy, bare_policy = workdir / "policy.json", workdir / "bare.json"
-    policy.write_text(policy_json)
-    bare_policy.write_text('{"enabled": false}')
-    sim = _spawn(
-        "llm_serving.sim.cli",
-        [
-            "--port", str(sim_port), "--model", MODEL, "--max-num-seqs", "4096",
-            "--prefill-tokens-per-s", "1e9", "--decode-tokens-per-s", "1e6",
-            "--max-model-len", "8192", "--output-tokens", "64", "--log-level", "WARNING",
-        ],
-        OTHER_CORE,
-        workdir / "sim.log",
-    )  # fmt: skip
-    gateways = [
-        _spawn_gateway(gw_port, sim_port, policy, workdir / "gateway.log"),
-        _spawn_gateway(bare_port, sim_port, bare_policy, workdir / "bare.log"),
-    ]
-    urls = {
-        "direct": f"http://127.0.0.1:{sim_port}",
-        "gateway": f"http://127.0.0.1:{gw_port}",
-        "bare": f"http://127.0.0.1:{bare_port}",
-    }
-    if baseline is not None:
-        port = _free_port()
-        log = workdir / "baseline.log"
-        gateways.append(_spawn_gateway(port, sim_port, policy, log, baseline))
-        urls["baseline"] = f"http://127.0.0.1:{port}"
-    processes = [*gateways, sim]
-    try:
-        yield urls, gateways[0].pid
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-@contextlib.contextmanager
-def _spinners(*cores: int) -> Iterator[dict[str, int]]:
-    """A busy loop at idle priority (SCHED_IDLE) pinned to each of `cores`, stopped.
-
-    Yields {core: pid}; the load generator continues a loop (SIGCONT) to keep its
-    core from halting and stops it again (SIGSTOP). A running loop gets the core only
-    when nothing else wants it, so it takes no time from the processes measured; what
-    it removes is the cost of waking a halted vCPU (this VM polls for no time before
-    it halts one: ``haltpoll.guest_halt_poll_ns=0``).
-    """
-    code = (
-        "import os\n"
-        "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
-        "while True:\n    pass\n"
-    )
-    processes = {
-        str(core): subprocess.Popen([sys.executable, "-c", code], preexec_fn=_pinned(core))
-        for core in cores
-    }
-    try:
-        time.sleep(0.3)  # each loop is at idle priority before it is first stopped
-        for process in processes.values():
-            process.send_signal(signal.SIGSTOP)
-        yield {core: process.pid for core, process in processes.items()}
-    finally:
-        for process in processes.values():
-            process.kill()
-            process.wait()
-
-
-def _print_logs(folder: pathlib.Path) -> None:
-    for log in sorted(folder.glob("*.log")):
-        print(f"--- {log.name}\n{log.read_text()[-3000:]}", file=sys.stderr)
-
-
 async def _run(args: argparse.Namespace) -> int:
     count, warmup = (60, 10) if args.quick else (args.requests, 50)
     duration = 2.0 if args.quick else args.duration
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _processes(pathlib.Path(tmp), args.policy, args.baseline) as (urls, gw_pid),
+        processes.started(pathlib.Path(tmp), args.policy, args.baseline) as (urls, gw_pid),
     ):
         try:
-            await _wait_ready(f"{urls['direct']}/health")
+            await processes.wait_ready(f"{urls['direct']}/health")
             for mode in urls.keys() - {"direct"}:
-                await _wait_ready(f"{urls[mode]}/ready")
+                await processes.wait_ready(f"{urls[mode]}/ready")
         except RuntimeError:
-            _print_logs(pathlib.Path(tmp))
+            processes.print_logs(pathlib.Path(tmp))
             raise
         pair = {mode: urls[mode] for mode in ("direct", "gateway")}
-        with _spinners(GATEWAY_CORE, OTHER_CORE) as spinners:
+        with processes.spinners(processes.GATEWAY_CORE, processes.OTHER_CORE) as spinners:
             by_condition = _load(
                 {
                     "phase": "latency",
@@ -512,7 +357,7 @@ async def _run(args: argparse.Namespace) -> int:
         tput = {mode: dict.fromkeys(_TOTALS, 0.0) for mode in pair}
         for round_ in range(ROUNDS):  # alternating, so drift in the machine's speed hits both
             for mode in reversed(pair) if round_ % 2 else pair:
-                cpu_before = _cpu_seconds(gw_pid)
+                cpu_before = processes.cpu_seconds(gw_pid)
                 spec = {
                     "phase": "throughput",
                     "url": pair[mode],
@@ -520,7 +365,7 @@ async def _run(args: argparse.Namespace) -> int:
                     "duration": duration / ROUNDS,
                 }
                 result = _load(spec)
-                result["gateway_cpu"] = _cpu_seconds(gw_pid) - cpu_before
+                result["gateway_cpu"] = processes.cpu_seconds(gw_pid) - cpu_before
                 for key in _TOTALS:
                     tput[mode][key] += result[key]
         for totals in tput.values():
@@ -575,7 +420,10 @@ async def _run(args: argparse.Namespace) -> int:
     print(f"\nGateway benchmark: distinct 1 KB prompts, default guardrails on, {count} sequential")
     print(f"requests per mode (alternating every {BLOCK}), {count // 2} streamed for TTFT,")
     print(f"{duration:g} s at saturation per mode, in {ROUNDS} alternating runs.")
-    print(f"Gateway on core {GATEWAY_CORE}; simulator and load generator on core {OTHER_CORE}.\n")
+    print(
+        f"Gateway on core {processes.GATEWAY_CORE}; "
+        f"simulator and load generator on core {processes.OTHER_CORE}.\n"
+    )
     print("| metric | direct | via gateway | added | goal | result |")
     print("| --- | ---: | ---: | ---: | --- | --- |")
     for row in rows:

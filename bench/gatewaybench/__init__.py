@@ -1,0 +1,1 @@
+"""The gateway benchmark's parts (`bench/gateway.py` is its entry point)."""
